@@ -1,0 +1,247 @@
+//! `allama action run`: the local runner an integration author uses.
+
+use anyhow::{Context, bail};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use allama_grant::Grant;
+use allama_runtime::audit::{AuditEvent, AuditRecord, AuditSink, FileAuditSink, MemoryAuditSink};
+use allama_runtime::capability::http::HttpEvent;
+use allama_runtime::capability::kv::MemoryKv;
+use allama_runtime::capability::secrets::MemorySecretStore;
+use allama_runtime::{PackageSpec, Runtime, RuntimeConfig, StepContext, StepReport};
+
+/// Arguments of `allama action run`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The component (.wasm).
+    component: PathBuf,
+    /// The action to run.
+    action: String,
+    /// Input JSON, or @FILE to read it from a file.
+    #[arg(long, default_value = "{}")]
+    input: String,
+    /// The grant (TOML). Without it the component may use no capability.
+    #[arg(long)]
+    grant: Option<PathBuf>,
+    /// A secret value, NAME=VALUE (repeatable). Values never appear in output.
+    #[arg(long = "secret", value_name = "NAME=VALUE")]
+    secrets: Vec<String>,
+    /// Package name for audit records and the kv namespace (default: file name).
+    #[arg(long)]
+    package: Option<String>,
+    /// Also append audit records to this file, as JSON lines.
+    #[arg(long)]
+    audit_log: Option<PathBuf>,
+    /// Print the whole report as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Tee(Vec<Arc<dyn AuditSink>>);
+
+impl AuditSink for Tee {
+    fn record(&self, r: &AuditRecord) {
+        for s in &self.0 {
+            s.record(r);
+        }
+    }
+}
+
+pub fn main(args: Args) -> anyhow::Result<ExitCode> {
+    let input = match args.input.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("--input: could not read {path}"))?,
+        None => args.input.clone(),
+    };
+    if let Err(e) = serde_json::from_str::<serde_json::Value>(&input) {
+        bail!("--input is not valid JSON: {e}");
+    }
+    let grant = match &args.grant {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--grant: could not read {}", path.display()))?;
+            Grant::from_toml_str(&text, &path.display().to_string())?
+        }
+        None => Grant::deny_all(),
+    };
+    let mut secrets = MemorySecretStore::new();
+    for s in &args.secrets {
+        let Some((name, value)) = s.split_once('=') else {
+            bail!(
+                "--secret `{}` must be NAME=VALUE",
+                s.split('=').next().unwrap_or("")
+            );
+        };
+        if !allama_grant::template::is_valid_secret_name(name) {
+            bail!(
+                "--secret: `{name}` is not a valid secret name (letters, digits and _, not starting with a digit)"
+            );
+        }
+        secrets.insert(name, value);
+    }
+    let memory = Arc::new(MemoryAuditSink::new());
+    let mut sinks: Vec<Arc<dyn AuditSink>> = vec![memory];
+    if let Some(path) = &args.audit_log {
+        sinks.push(Arc::new(
+            FileAuditSink::open(path).with_context(|| format!("--audit-log {}", path.display()))?,
+        ));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let config = RuntimeConfig {
+        max_concurrent_steps: 4,
+        ..RuntimeConfig::default()
+    };
+    let runtime = Runtime::new(config, Arc::new(Tee(sinks)))?;
+    let component = runtime.load_file(&args.component)?;
+    let name = args
+        .package
+        .clone()
+        .unwrap_or_else(|| component.name.clone());
+    let package = runtime.bind(
+        &component,
+        PackageSpec {
+            name,
+            grant,
+            secrets: Arc::new(secrets),
+            kv: Arc::new(MemoryKv::new()),
+            kv_namespace: None,
+        },
+    )?;
+    let ctx = StepContext::adhoc(&args.action);
+    let report = rt.block_on(package.run(&args.action, &input, &ctx));
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(if report.outcome.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_report(report: &StepReport) {
+    match &report.outcome {
+        Ok(v) => println!(
+            "output:\n{}",
+            serde_json::to_string_pretty(v).unwrap_or_default()
+        ),
+        Err(_) => println!("error: {}", report.error_message().unwrap_or_default()),
+    }
+    let uses = report.audit.len();
+    let denials = report.audit.iter().filter(|r| r.event.is_denial()).count();
+    println!("\ncapability uses and denials ({uses}, {denials} denied):");
+    if uses == 0 {
+        println!("  (none)");
+    }
+    for r in &report.audit {
+        println!("  {}", describe(&r.event));
+    }
+    if !report.log.lines.is_empty() {
+        println!("\nlog:");
+        for l in &report.log.lines {
+            let fields: Vec<String> = l.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!(
+                "  {:<5} {} {}",
+                format!("{:?}", l.level).to_lowercase(),
+                l.message,
+                fields.join(" ")
+            );
+        }
+    }
+    for (name, text) in [
+        ("stdout", &report.log.stdout),
+        ("stderr", &report.log.stderr),
+    ] {
+        if !text.is_empty() {
+            println!("\n{name}:");
+            for line in text.lines() {
+                println!("  {line}");
+            }
+        }
+    }
+    if report.log.dropped_bytes > 0 {
+        println!(
+            "\n({} bytes of log output dropped at the cap)",
+            report.log.dropped_bytes
+        );
+    }
+    println!(
+        "\nstep: {:.2} ms (waited {:.2} ms for a slot)",
+        report.duration.as_secs_f64() * 1e3,
+        report.queued.as_secs_f64() * 1e3
+    );
+}
+
+fn describe(e: &AuditEvent) -> String {
+    match e {
+        AuditEvent::Http(HttpEvent::Request {
+            method,
+            url,
+            status,
+            duration_us,
+            bytes_received,
+            secrets,
+            ..
+        }) => {
+            let with = if secrets.is_empty() {
+                String::new()
+            } else {
+                format!(" with secrets {}", secrets.join(", "))
+            };
+            format!(
+                "{:>9.2} ms  http     {method} {url} -> {status} ({bytes_received} bytes){with}",
+                *duration_us as f64 / 1e3
+            )
+        }
+        AuditEvent::Http(HttpEvent::Failed {
+            method,
+            url,
+            error,
+            duration_us,
+        }) => {
+            format!(
+                "{:>9.2} ms  http     {method} {url} FAILED: {error}",
+                *duration_us as f64 / 1e3
+            )
+        }
+        AuditEvent::Http(HttpEvent::Denied {
+            method,
+            url,
+            reason,
+        }) => format!("   DENIED     http     {method} {url}: {reason}"),
+        AuditEvent::Http(HttpEvent::RateLimited {
+            origin,
+            wait_ms,
+            waited,
+        }) => {
+            format!(
+                "   {}  http     {origin} asked us to wait {wait_ms} ms",
+                if *waited { "waited    " } else { "RATE-LIMIT" }
+            )
+        }
+        other => {
+            let json = serde_json::to_value(other).unwrap_or_default();
+            let cap = json
+                .get("capability")
+                .and_then(|c| c.as_str())
+                .unwrap_or("?")
+                .to_string();
+            let tag = if other.is_denial() {
+                "   DENIED    "
+            } else {
+                "             "
+            };
+            let mut rest = json;
+            if let Some(o) = rest.as_object_mut() {
+                o.remove("capability");
+            }
+            format!("{tag} {cap:<8} {rest}")
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! The `allama` command.
+
+mod action_run;
+mod bench;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Allama: security automation where every integration runs sandboxed.
+#[derive(Parser)]
+#[command(name = "allama", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Work with action components.
+    Action {
+        #[command(subcommand)]
+        command: ActionCommand,
+    },
+    /// Sizing benchmarks for operators.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ActionCommand {
+    /// Run one action of a component locally, under a grant, and show what it did.
+    Run(action_run::Args),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Per-step cost of the sandbox against bare wasmtime, throughput and cold start.
+    Runtime(bench::Args),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ALLAMA_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Action {
+            command: ActionCommand::Run(args),
+        } => action_run::main(args),
+        Command::Bench {
+            command: BenchCommand::Runtime(args),
+        } => bench::main(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Audit records: every capability use and every denial, typed.
+//!
+//! Each capability defines its own event enum (in its `audit` part); this
+//! module wraps them in one [`AuditEvent`] and passes them, with the step's
+//! scope, to an [`AuditSink`]. The server's store implements the sink with a
+//! hash chain; until then [`FileAuditSink`] writes JSON lines.
+
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::capability::wasi::WasiEvent;
+use crate::capability::{http::HttpEvent, kv::KvEvent, log::LogEvent, secrets::SecretsEvent};
+
+/// One audited fact about one step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// The package whose component acted.
+    pub package: String,
+    /// The action that was running.
+    pub action: String,
+    /// The run the step belongs to.
+    pub run_id: String,
+    /// The step within the run.
+    pub step_id: String,
+    /// What happened.
+    pub event: AuditEvent,
+}
+
+/// What happened, by capability.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "capability", rename_all = "kebab-case")]
+pub enum AuditEvent {
+    /// Outbound HTTP.
+    Http(HttpEvent),
+    /// Secret use.
+    Secrets(SecretsEvent),
+    /// Key-value store.
+    Kv(KvEvent),
+    /// Step log volume.
+    Log(LogEvent),
+    /// WASI: filesystem, environment, sockets, name lookup.
+    Wasi(WasiEvent),
+    /// A step limit was hit (time, memory, stack, output).
+    Limit(LimitEvent),
+}
+
+impl AuditEvent {
+    /// Whether this records a refusal (something the grant did not allow).
+    pub fn is_denial(&self) -> bool {
+        match self {
+            AuditEvent::Http(e) => e.is_denial(),
+            AuditEvent::Secrets(e) => e.is_denial(),
+            AuditEvent::Kv(e) => e.is_denial(),
+            AuditEvent::Log(_) => false,
+            AuditEvent::Wasi(_) => true,
+            AuditEvent::Limit(_) => true,
+        }
+    }
+}
+
+/// A step stopped by one of its grant's limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "limit", rename_all = "kebab-case")]
+pub enum LimitEvent {
+    /// Wall time exceeded.
+    Timeout {
+        /// The limit, in milliseconds.
+        limit_ms: u64,
+    },
+    /// Linear memory growth refused.
+    Memory {
+        /// The limit, in bytes.
+        limit_bytes: u64,
+        /// The size asked for, in bytes.
+        requested_bytes: u64,
+    },
+    /// The guest's call stack overflowed.
+    StackOverflow,
+    /// The output was larger than allowed.
+    Output {
+        /// The limit, in bytes.
+        limit_bytes: u64,
+        /// The output's size, in bytes.
+        size_bytes: u64,
+    },
+}
+
+/// Where audit records go. Implementations must be cheap and thread-safe:
+/// they are called from every step.
+pub trait AuditSink: Send + Sync {
+    /// Persist one record. Failures are the sink's to report (the runtime
+    /// does not stop a step because a record could not be written).
+    fn record(&self, record: &AuditRecord);
+}
+
+/// Keeps records in memory; for tests and the local runner.
+#[derive(Default)]
+pub struct MemoryAuditSink {
+    records: Mutex<Vec<AuditRecord>>,
+}
+
+impl MemoryAuditSink {
+    /// A new, empty sink.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Every record so far, in order.
+    pub fn records(&self) -> Vec<AuditRecord> {
+        self.records.lock().unwrap().clone()
+    }
+    /// How many records so far.
+    pub fn len(&self) -> usize {
+        self.records.lock().unwrap().len()
+    }
+    /// Whether no record was written.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl AuditSink for MemoryAuditSink {
+    fn record(&self, record: &AuditRecord) {
+        self.records.lock().unwrap().push(record.clone());
+    }
+}
+
+/// Appends one JSON object per line to a file.
+pub struct FileAuditSink {
+    file: Mutex<std::fs::File>,
+}
+
+impl FileAuditSink {
+    /// Open (or create) `path` for appending.
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Self {
+            file: Mutex::new(file),
+        })
+    }
+}
+
+impl AuditSink for FileAuditSink {
+    fn record(&self, record: &AuditRecord) {
+        let mut line = serde_json::to_vec(record).expect("audit records serialize");
+        line.push(b'\n');
+        // One write per record so concurrent writers never interleave a line.
+        if let Err(e) = self.file.lock().unwrap().write_all(&line) {
+            tracing::error!(error = %e, "could not write audit record");
+        }
+    }
+}
+
+/// Discards records; for benchmarks of the bare path only.
+pub struct NullAuditSink;
+
+impl AuditSink for NullAuditSink {
+    fn record(&self, _record: &AuditRecord) {}
+}
+
+/// Who is acting: the scope every record of a step carries.
+#[derive(Debug, Clone)]
+pub struct StepScope {
+    /// Package name.
+    pub package: String,
+    /// Action name.
+    pub action: String,
+    /// Run id.
+    pub run_id: String,
+    /// Step id.
+    pub step_id: String,
+}
+
+/// The audit trail of one step: writes to the sink and keeps a copy for the
+/// step's report.
+pub struct StepAudit {
+    sink: Arc<dyn AuditSink>,
+    scope: StepScope,
+    kept: Mutex<Vec<AuditRecord>>,
+}
+
+impl StepAudit {
+    /// A trail for one step.
+    pub fn new(sink: Arc<dyn AuditSink>, scope: StepScope) -> Self {
+        Self {
+            sink,
+            scope,
+            kept: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Record one event.
+    pub fn emit(&self, event: AuditEvent) {
+        let record = AuditRecord {
+            at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            package: self.scope.package.clone(),
+            action: self.scope.action.clone(),
+            run_id: self.scope.run_id.clone(),
+            step_id: self.scope.step_id.clone(),
+            event,
+        };
+        self.sink.record(&record);
+        self.kept.lock().unwrap().push(record);
+    }
+
+    /// The scope of this step.
+    pub fn scope(&self) -> &StepScope {
+        &self.scope
+    }
+
+    /// Take the records kept so far.
+    pub fn take(&self) -> Vec<AuditRecord> {
+        std::mem::take(&mut self.kept.lock().unwrap())
+    }
+}

@@ -1,0 +1,247 @@
+//! The request path, driven directly (no Wasm) against local peers.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use allama_test_peer::{Peer, Reply, Router};
+
+use super::*;
+use crate::bindings::allama::action::http::{HttpError, Method, Request};
+use crate::capability::secrets::MemorySecretStore;
+use crate::capability::testing::{env, events, grant};
+
+fn step(
+    toml: &str,
+    secrets: &[(&str, &str)],
+    resolver: Arc<dyn NameResolver>,
+) -> (HttpStep, Arc<crate::audit::MemoryAuditSink>) {
+    let g = grant(toml);
+    let mut store = MemorySecretStore::new();
+    for (k, v) in secrets {
+        store.insert(*k, *v);
+    }
+    let secrets = Arc::new(Secrets::configure(&g.secrets, Arc::new(store)));
+    let http = Arc::new(
+        Http::configure(
+            "pkg",
+            &g.http,
+            secrets,
+            resolver,
+            Arc::new(RateGovernor::new()),
+        )
+        .unwrap(),
+    );
+    let (env, sink) = env("pkg", "act");
+    (http.prepare(&env), sink)
+}
+
+fn get(url: &str) -> Request {
+    Request {
+        method: Method::Get,
+        url: url.into(),
+        headers: vec![],
+        body: None,
+        timeout_ms: None,
+    }
+}
+
+#[tokio::test]
+async fn an_empty_grant_denies_everything_before_any_connection() {
+    let peer = Peer::start(Router::any(|_| Reply::text(200, "no"))).await;
+    let (mut s, sink) = step("", &[], Arc::new(SystemResolver));
+    let e = s.send_request(get(&peer.url("/"))).await.unwrap_err();
+    assert!(
+        matches!(&e, HttpError::Denied(m) if m.contains("package `pkg`, action `act`, http:")),
+        "{e:?}"
+    );
+    assert_eq!(peer.request_count(), 0);
+    assert_eq!(events(&sink.records())[0]["event"], "denied");
+}
+
+#[tokio::test]
+async fn the_resolver_refuses_private_answers_for_public_grants() {
+    let resolver = Arc::new(
+        StaticResolver::new().with("api.vendor.test", &[IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3))]),
+    );
+    let (mut s, sink) = step(
+        "[http]\nallow = [\"https://api.vendor.test\"]",
+        &[],
+        resolver,
+    );
+    let e = s
+        .send_request(get("https://api.vendor.test/v1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, HttpError::Denied(m) if m.contains("resolved to 10.1.2.3") && m.contains("private")),
+        "{e:?}"
+    );
+    assert_eq!(events(&sink.records())[0]["event"], "denied");
+}
+
+#[tokio::test]
+async fn a_mixed_public_and_private_answer_is_refused() {
+    let resolver = Arc::new(StaticResolver::new().with(
+        "rebind.test",
+        &[
+            IpAddr::V4(Ipv4Addr::new(93, 184, 216, 34)),
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+        ],
+    ));
+    let (mut s, _) = step("[http]\nallow = [\"http://rebind.test\"]", &[], resolver);
+    assert!(matches!(
+        s.send_request(get("http://rebind.test/")).await,
+        Err(HttpError::Denied(_))
+    ));
+}
+
+#[tokio::test]
+async fn unknown_secret_and_malformed_placeholders_never_leave_the_host() {
+    let peer = Peer::start(Router::any(|_| Reply::text(200, "ok"))).await;
+    let g = format!(
+        "[http]\nallow_private = [\"http://127.0.0.1:{}\"]",
+        peer.addr().port()
+    );
+    let (mut s, _) = step(&g, &[], Arc::new(SystemResolver));
+    let mut r = get(&peer.url("/"));
+    r.headers = vec![("authorization".into(), "Bearer {{secret:NOPE}}".into())];
+    assert!(
+        matches!(s.send_request(r).await, Err(HttpError::Denied(m)) if m.contains("`NOPE` is not granted"))
+    );
+    let mut r = get(&peer.url("/"));
+    r.headers = vec![("authorization".into(), "Bearer {{secret:UNCLOSED".into())];
+    assert!(matches!(
+        s.send_request(r).await,
+        Err(HttpError::InvalidRequest(_))
+    ));
+    let mut r = get(&peer.url("/"));
+    r.body = Some(b"{{secret:bad name}}".to_vec());
+    assert!(matches!(
+        s.send_request(r).await,
+        Err(HttpError::InvalidRequest(_))
+    ));
+    assert_eq!(peer.request_count(), 0);
+}
+
+#[tokio::test]
+async fn a_secret_with_a_line_break_cannot_be_smuggled_into_a_header() {
+    let peer = Peer::start(Router::any(|_| Reply::text(200, "ok"))).await;
+    let port = peer.addr().port();
+    let g = format!(
+        "[http]\nallow_private = [\"http://127.0.0.1:{port}\"]\n[secrets.K]\nhosts = [\"http://127.0.0.1:{port}\"]"
+    );
+    let (mut s, _) = step(&g, &[("K", "v\r\nx-evil: 1")], Arc::new(SystemResolver));
+    let mut r = get(&peer.url("/"));
+    r.headers = vec![("x-key".into(), "{{secret:K}}".into())];
+    assert!(
+        matches!(s.send_request(r).await, Err(HttpError::InvalidRequest(m)) if m.contains("substituted secret"))
+    );
+    assert_eq!(peer.request_count(), 0);
+}
+
+#[tokio::test]
+async fn oversized_and_malformed_requests_are_invalid() {
+    let (mut s, _) = step(
+        "[http]\nallow = [\"https://api.example.com\"]",
+        &[],
+        Arc::new(SystemResolver),
+    );
+    let cases = [
+        get(&format!("https://api.example.com/{}", "a".repeat(20_000))),
+        get("not a url"),
+        get("https://api.example.com:99999/"),
+        Request {
+            headers: vec![("bad name".into(), "v".into())],
+            ..get("https://api.example.com/")
+        },
+        Request {
+            headers: vec![("x".into(), "a".repeat(20_000))],
+            ..get("https://api.example.com/")
+        },
+        Request {
+            headers: (0..101)
+                .map(|i| (format!("x-{i}"), "v".to_string()))
+                .collect(),
+            ..get("https://api.example.com/")
+        },
+        Request {
+            headers: vec![("transfer-encoding".into(), "chunked".into())],
+            ..get("https://api.example.com/")
+        },
+    ];
+    for (i, r) in cases.into_iter().enumerate() {
+        assert!(
+            matches!(s.send_request(r).await, Err(HttpError::InvalidRequest(_))),
+            "case {i}"
+        );
+    }
+    for scheme in [
+        "ftp://api.example.com/",
+        "file:///etc/passwd",
+        "data:text/plain,hi",
+        "gopher://api.example.com/",
+    ] {
+        assert!(
+            matches!(s.send_request(get(scheme)).await, Err(HttpError::Denied(_))),
+            "{scheme}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_connection_refused_is_a_connection_error() {
+    // Bind and drop a listener to get a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let g = format!("[http]\nallow_private = [\"http://127.0.0.1:{port}\"]");
+    let (mut s, sink) = step(&g, &[], Arc::new(SystemResolver));
+    let e = s
+        .send_request(get(&format!("http://127.0.0.1:{port}/")))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, HttpError::Connection(_)), "{e:?}");
+    assert_eq!(events(&sink.records())[0]["event"], "failed");
+}
+
+#[tokio::test]
+async fn redirect_loops_stop_at_max_redirects() {
+    let peer = Peer::start(Router::any(|_| Reply::redirect(302, "/again"))).await;
+    let g = format!(
+        "[http]\nallow_private = [\"http://127.0.0.1:{}\"]\nmax_redirects = 3",
+        peer.addr().port()
+    );
+    let (mut s, _) = step(&g, &[], Arc::new(SystemResolver));
+    let resp = s.send_request(get(&peer.url("/"))).await.unwrap();
+    assert_eq!(resp.status, 302);
+    assert_eq!(peer.request_count(), 4);
+}
+
+#[tokio::test]
+async fn a_vendor_echoing_a_secret_in_a_redirect_cannot_carry_it_elsewhere() {
+    let other = Peer::start(Router::any(|_| Reply::text(200, "stolen"))).await;
+    let other_base = other.url("/collect");
+    let peer = Peer::start(Router::any(move |req| {
+        let key = req.query_param("key").unwrap_or_default();
+        Reply::redirect(302, &format!("{other_base}?leak={key}"))
+    }))
+    .await;
+    let g = format!(
+        "[http]\nallow_private = [\"http://127.0.0.1:{}\", \"http://127.0.0.1:{}\"]\n[secrets.K]\nhosts = [\"http://127.0.0.1:{}\"]",
+        peer.addr().port(),
+        other.addr().port(),
+        peer.addr().port()
+    );
+    let (mut s, _) = step(&g, &[("K", "topsecret")], Arc::new(SystemResolver));
+    let e = s
+        .send_request(get(&peer.url("/start?key={{secret:K}}")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, HttpError::Denied(m) if m.contains("carries secret `K`")),
+        "{e:?}"
+    );
+    assert_eq!(other.request_count(), 0);
+}
