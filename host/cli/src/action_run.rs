@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use allama_grant::Grant;
 use allama_runtime::audit::{AuditEvent, AuditRecord, AuditSink, FileAuditSink, MemoryAuditSink};
-use allama_runtime::capability::http::HttpEvent;
 use allama_runtime::capability::kv::MemoryKv;
 use allama_runtime::capability::secrets::MemorySecretStore;
 use allama_runtime::{PackageSpec, Runtime, RuntimeConfig, StepContext, StepReport};
@@ -179,69 +178,10 @@ fn print_report(report: &StepReport) {
 }
 
 fn describe(e: &AuditEvent) -> String {
-    match e {
-        AuditEvent::Http(HttpEvent::Request {
-            method,
-            url,
-            status,
-            duration_us,
-            bytes_received,
-            secrets,
-            ..
-        }) => {
-            let with = if secrets.is_empty() {
-                String::new()
-            } else {
-                format!(" with secrets {}", secrets.join(", "))
-            };
-            format!(
-                "{:>9.2} ms  http     {method} {url} -> {status} ({bytes_received} bytes){with}",
-                *duration_us as f64 / 1e3
-            )
-        }
-        AuditEvent::Http(HttpEvent::Failed {
-            method,
-            url,
-            error,
-            duration_us,
-        }) => {
-            format!(
-                "{:>9.2} ms  http     {method} {url} FAILED: {error}",
-                *duration_us as f64 / 1e3
-            )
-        }
-        AuditEvent::Http(HttpEvent::Denied {
-            method,
-            url,
-            reason,
-        }) => format!("   DENIED     http     {method} {url}: {reason}"),
-        AuditEvent::Http(HttpEvent::RateLimited {
-            origin,
-            wait_ms,
-            waited,
-        }) => {
-            format!(
-                "   {}  http     {origin} asked us to wait {wait_ms} ms",
-                if *waited { "waited    " } else { "RATE-LIMIT" }
-            )
-        }
-        other => {
-            let json = serde_json::to_value(other).unwrap_or_default();
-            let cap = json
-                .get("capability")
-                .and_then(|c| c.as_str())
-                .unwrap_or("?")
-                .to_string();
-            let tag = if other.is_denial() {
-                "   DENIED    "
-            } else {
-                "             "
-            };
-            let mut rest = json;
-            if let Some(o) = rest.as_object_mut() {
-                o.remove("capability");
-            }
-            format!("{tag} {cap:<8} {rest}")
-        }
-    }
+    let when = match e.duration_us() {
+        Some(us) => format!("{:>9.2} ms", us as f64 / 1e3),
+        None if e.is_denial() => format!("{:>12}", "DENIED"),
+        None => " ".repeat(12),
+    };
+    format!("{when}  {e}")
 }

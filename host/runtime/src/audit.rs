@@ -222,3 +222,143 @@ impl StepAudit {
         std::mem::take(&mut self.kept.lock().unwrap())
     }
 }
+
+/// One line a person can read; values of secrets never appear (events never hold them).
+impl std::fmt::Display for AuditEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::capability::http::HttpEvent as H;
+        use crate::capability::kv::KvEvent as K;
+        use crate::capability::log::LogEvent as L;
+        use crate::capability::secrets::SecretsEvent as S;
+        match self {
+            AuditEvent::Http(H::Request {
+                method,
+                url,
+                status,
+                bytes_received,
+                secrets,
+                redirects,
+                ..
+            }) => {
+                write!(
+                    f,
+                    "http: {method} {url} -> {status} ({bytes_received} bytes"
+                )?;
+                if *redirects > 0 {
+                    write!(f, ", {redirects} redirects")?;
+                }
+                if !secrets.is_empty() {
+                    write!(f, ", with secrets {}", secrets.join(", "))?;
+                }
+                f.write_str(")")
+            }
+            AuditEvent::Http(H::Denied {
+                method,
+                url,
+                reason,
+            }) => write!(f, "http: {method} {url} denied: {reason}"),
+            AuditEvent::Http(H::Failed {
+                method, url, error, ..
+            }) => write!(f, "http: {method} {url} failed: {error}"),
+            AuditEvent::Http(H::RateLimited {
+                origin,
+                wait_ms,
+                waited: true,
+            }) => {
+                write!(f, "http: waited {wait_ms} ms for {origin} (Retry-After)")
+            }
+            AuditEvent::Http(H::RateLimited {
+                origin,
+                wait_ms,
+                waited: false,
+            }) => {
+                write!(
+                    f,
+                    "http: refused, {origin} asked us to wait {wait_ms} ms (Retry-After)"
+                )
+            }
+            AuditEvent::Secrets(S::Sent { name, origin }) => {
+                write!(f, "secrets: {name} sent to {origin}")
+            }
+            AuditEvent::Secrets(S::Revealed { name }) => {
+                write!(f, "secrets: {name} revealed to the component")
+            }
+            AuditEvent::Secrets(S::Hmac { name }) => {
+                write!(f, "secrets: HMAC computed with {name}")
+            }
+            AuditEvent::Secrets(S::Denied {
+                name,
+                operation,
+                reason,
+            }) => {
+                write!(f, "secrets: {operation} of {name} denied: {reason}")
+            }
+            AuditEvent::Kv(K::Set { key, bytes }) => write!(f, "kv: set {key} ({bytes} bytes)"),
+            AuditEvent::Kv(K::Delete { key }) => write!(f, "kv: delete {key}"),
+            AuditEvent::Kv(K::Denied { operation, reason }) => {
+                write!(f, "kv: {operation} denied: {reason}")
+            }
+            AuditEvent::Log(L::Truncated {
+                dropped_bytes,
+                cap_bytes,
+            }) => {
+                write!(
+                    f,
+                    "log: {dropped_bytes} bytes dropped at the {cap_bytes}-byte cap"
+                )
+            }
+            AuditEvent::Wasi(WasiEvent::Filesystem) => {
+                f.write_str("wasi: filesystem access denied (no directories are granted)")
+            }
+            AuditEvent::Wasi(WasiEvent::Environment) => {
+                f.write_str("wasi: environment read (it is empty in the sandbox)")
+            }
+            AuditEvent::Wasi(WasiEvent::Socket { protocol }) => write!(
+                f,
+                "wasi: {protocol} socket denied (use the http capability)"
+            ),
+            AuditEvent::Wasi(WasiEvent::NameLookup { name }) => {
+                write!(f, "wasi: name lookup of {name} denied")
+            }
+            AuditEvent::Limit(LimitEvent::Timeout { limit_ms }) => {
+                write!(f, "limit: time limit of {limit_ms} ms reached")
+            }
+            AuditEvent::Limit(LimitEvent::Memory {
+                limit_bytes,
+                requested_bytes,
+            }) => {
+                write!(
+                    f,
+                    "limit: memory limit of {limit_bytes} bytes reached (asked for {requested_bytes})"
+                )
+            }
+            AuditEvent::Limit(LimitEvent::StackOverflow) => {
+                f.write_str("limit: call stack overflowed")
+            }
+            AuditEvent::Limit(LimitEvent::Output {
+                limit_bytes,
+                size_bytes,
+            }) => {
+                write!(
+                    f,
+                    "limit: output of {size_bytes} bytes over the {limit_bytes}-byte cap"
+                )
+            }
+        }
+    }
+}
+
+impl AuditEvent {
+    /// How long the audited operation took, where that is known.
+    pub fn duration_us(&self) -> Option<u64> {
+        match self {
+            AuditEvent::Http(crate::capability::http::HttpEvent::Request {
+                duration_us, ..
+            })
+            | AuditEvent::Http(crate::capability::http::HttpEvent::Failed {
+                duration_us, ..
+            }) => Some(*duration_us),
+            _ => None,
+        }
+    }
+}
