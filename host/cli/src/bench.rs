@@ -78,7 +78,7 @@ async fn bare_call(
     pre: &ActionPre<Bare>,
     engine: &wasmtime::Engine,
     ctx: &WitContext,
-    action: &String,
+    action: &str,
     input: &String,
 ) -> anyhow::Result<()> {
     let mut store = Store::new(

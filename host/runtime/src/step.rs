@@ -234,12 +234,7 @@ impl Package {
                 .await
                 .map_err(|e| (e, true))?;
             instance
-                .call_run(
-                    &mut store,
-                    &action.to_string(),
-                    &input.to_string(),
-                    &wit_ctx,
-                )
+                .call_run(&mut store, action, &input.to_string(), &wit_ctx)
                 .await
                 .map_err(|e| (e, false))
         };
