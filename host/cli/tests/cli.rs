@@ -19,6 +19,24 @@ fn text(o: &Output) -> (String, String) {
     )
 }
 
+/// Run `action` of `component` under a grant written as TOML.
+fn with_grant(
+    component: &str,
+    action: &str,
+    grant_toml: &str,
+) -> (Output, tempfile::NamedTempFile) {
+    let grant = file(grant_toml);
+    let o = allama(&[
+        "action",
+        "run",
+        component,
+        action,
+        "--grant",
+        grant.path().to_str().unwrap(),
+    ]);
+    (o, grant)
+}
+
 fn file(contents: &str) -> tempfile::NamedTempFile {
     let mut f = tempfile::NamedTempFile::new().unwrap();
     f.write_all(contents.as_bytes()).unwrap();
@@ -77,15 +95,11 @@ fn a_contained_attack_shows_as_a_denial() {
 
 #[test]
 fn a_failed_step_exits_1_and_names_package_action_and_limit() {
-    let grant = file("[limits]\ntimeout_ms = 100\n");
-    let o = allama(&[
-        "action",
-        "run",
+    let (o, _grant) = with_grant(
         allama_guests::HOSTILE,
         "loop",
-        "--grant",
-        grant.path().to_str().unwrap(),
-    ]);
+        "[limits]\ntimeout_ms = 100\n",
+    );
     let (out, _) = text(&o);
     assert_eq!(o.status.code(), Some(1));
     assert!(
@@ -219,30 +233,16 @@ fn bad_arguments_exit_2_with_the_field_at_fault() {
 
 #[test]
 fn a_bad_grant_names_file_line_and_key() {
-    let grant = file(
-        "[limits]\nmemory_mib = 64\n\n[http]\nallow = [\"https://ok.example.com\", \"https://*.\"]\n",
-    );
-    let o = allama(&[
-        "action",
-        "run",
+    let (o, grant) = with_grant(
         allama_guests::CAPS,
         "echo",
-        "--grant",
-        grant.path().to_str().unwrap(),
-    ]);
+        "[limits]\nmemory_mib = 64\n\n[http]\nallow = [\"https://ok.example.com\", \"https://*.\"]\n",
+    );
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(2));
     let at = format!("{}:5:", grant.path().display());
     assert!(err.contains(&at) && err.contains("http.allow[1]"), "{err}");
-    let unknown = file("[http]\nallwo = []\n");
-    let o = allama(&[
-        "action",
-        "run",
-        allama_guests::CAPS,
-        "echo",
-        "--grant",
-        unknown.path().to_str().unwrap(),
-    ]);
+    let (o, _unknown) = with_grant(allama_guests::CAPS, "echo", "[http]\nallwo = []\n");
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(2));
     assert!(err.contains(":2:") && err.contains("allwo"), "{err}");

@@ -21,93 +21,60 @@ fn wasi_events(report: &allama_runtime::StepReport) -> Vec<serde_json::Value> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reading_etc_passwd_is_refused_and_audited() {
+/// A WASI escape attempt: refused inside the guest, audited as `event`, and
+/// the host keeps serving.
+async fn wasi_attempt_is_refused(action: &str, event: &str) -> allama_runtime::StepReport {
     let host = Host::new();
     let p = host.package("hostile", "", &[]);
-    let r = run(&p, "read-file", json!({})).await;
+    let r = run(&p, action, json!({})).await;
     assert_refused_in_guest(&r);
     assert!(
-        wasi_events(&r).iter().any(|e| e["event"] == "filesystem"),
-        "{:?}",
+        wasi_events(&r).iter().any(|e| e["event"] == event),
+        "{action}: {:?}",
         r.audit
     );
     host.assert_still_serving().await;
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_etc_passwd_is_refused_and_audited() {
+    wasi_attempt_is_refused("read-file", "filesystem").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listing_root_is_refused_and_audited() {
-    let host = Host::new();
-    let p = host.package("hostile", "", &[]);
-    let r = run(&p, "list-root", json!({})).await;
-    assert_refused_in_guest(&r);
-    assert!(wasi_events(&r).iter().any(|e| e["event"] == "filesystem"));
-    host.assert_still_serving().await;
+    wasi_attempt_is_refused("list-root", "filesystem").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writing_a_file_is_refused_and_audited() {
-    let host = Host::new();
-    let p = host.package("hostile", "", &[]);
-    let r = run(&p, "write-file", json!({})).await;
-    assert_refused_in_guest(&r);
+    wasi_attempt_is_refused("write-file", "filesystem").await;
     assert!(!std::path::Path::new("/tmp/allama-escape").exists());
-    assert!(wasi_events(&r).iter().any(|e| e["event"] == "filesystem"));
-    host.assert_still_serving().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn environment_is_empty_and_reading_it_is_audited() {
     // SAFETY: set before any thread reads the environment in this process.
     unsafe { std::env::set_var("ALLAMA_TEST_SECRET_ENV", "must-not-leak") };
-    let host = Host::new();
-    let p = host.package("hostile", "", &[]);
-    let r = run(&p, "env", json!({})).await;
-    assert_refused_in_guest(&r);
-    assert!(wasi_events(&r).iter().any(|e| e["event"] == "environment"));
-    host.assert_still_serving().await;
+    wasi_attempt_is_refused("env", "environment").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opening_a_tcp_socket_is_refused_and_audited() {
-    let host = Host::new();
-    let p = host.package("hostile", "", &[]);
-    let r = run(&p, "tcp", json!({})).await;
-    assert_refused_in_guest(&r);
-    assert!(
-        wasi_events(&r)
-            .iter()
-            .any(|e| e["event"] == "socket" && e["protocol"] == "tcp"),
-        "{:?}",
-        r.audit
-    );
-    host.assert_still_serving().await;
+    let r = wasi_attempt_is_refused("tcp", "socket").await;
+    assert!(wasi_events(&r).iter().any(|e| e["protocol"] == "tcp"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tcp_socket_to_loopback_is_refused_and_audited() {
-    let host = Host::new();
-    let p = host.package("hostile", "", &[]);
-    let r = run(&p, "tcp-loopback", json!({})).await;
-    assert_refused_in_guest(&r);
-    assert!(wasi_events(&r).iter().any(|e| e["event"] == "socket"));
-    host.assert_still_serving().await;
+    wasi_attempt_is_refused("tcp-loopback", "socket").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resolving_a_name_is_refused_and_audited() {
-    let host = Host::new();
-    let p = host.package("hostile", "", &[]);
-    let r = run(&p, "dns", json!({})).await;
-    assert_refused_in_guest(&r);
-    assert!(
-        wasi_events(&r)
-            .iter()
-            .any(|e| e["event"] == "name-lookup" && e["name"] == "example.com"),
-        "{:?}",
-        r.audit
-    );
-    host.assert_still_serving().await;
+    let r = wasi_attempt_is_refused("dns", "name-lookup").await;
+    assert!(wasi_events(&r).iter().any(|e| e["name"] == "example.com"));
 }
 
 /// Ask the caps guest to fetch `url`; the result's `error` field.
@@ -328,6 +295,25 @@ async fn an_infinite_loop_times_out() {
         denials(&r, "limit")
             .iter()
             .any(|d| event_json(&d.event)["limit"] == "timeout")
+    );
+    host.assert_still_serving().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sleeping_inside_a_host_call_is_cut_off_by_the_outer_timeout() {
+    let host = Host::new();
+    let p = host.package("hostile", "[limits]\ntimeout_ms = 200", &[]);
+    let r = run(&p, "sleep", json!({})).await;
+    assert_eq!(r.outcome, Err(StepError::Timeout { limit_ms: 200 }));
+    assert!(
+        denials(&r, "limit")
+            .iter()
+            .any(|d| event_json(&d.event)["limit"] == "timeout")
+    );
+    assert_eq!(
+        host.runtime.available_slots(),
+        64,
+        "the cancelled step gave its slot back"
     );
     host.assert_still_serving().await;
 }

@@ -49,6 +49,12 @@ impl Guest for Hostile {
                     i = black_box(i.wrapping_add(1));
                 }
             }
+            // Blocks inside a host call (wasi:io/poll), where epoch
+            // interruption cannot reach: only the outer timeout can.
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                json!({ "slept": true })
+            }
             "memory-bomb" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
                 loop {
