@@ -14,16 +14,22 @@ use allama_runtime::{PackageSpec, Runtime, RuntimeConfig, StepContext, StepRepor
 /// Arguments of `allama action run`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The component (.wasm).
+    /// The package (.allama) or a bare component (.wasm).
     component: PathBuf,
     /// The action to run.
     action: String,
     /// Input JSON, or @FILE to read it from a file.
     #[arg(long, default_value = "{}")]
     input: String,
-    /// The grant (TOML). Without it the component may use no capability.
+    /// The grant (TOML). For a package it may only narrow what the manifest
+    /// requests (without it: exactly what it requests); for a bare component,
+    /// without it nothing is granted.
     #[arg(long)]
     grant: Option<PathBuf>,
+    /// Trust policy for packages (TOML); without it, unsigned packages run
+    /// but signatures must be valid.
+    #[arg(long)]
+    trust: Option<PathBuf>,
     /// A secret value, NAME=VALUE (repeatable). Values never appear in output.
     #[arg(long = "secret", value_name = "NAME=VALUE")]
     secrets: Vec<String>,
@@ -61,9 +67,45 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("--grant: could not read {}", path.display()))?;
-            Grant::from_toml_str(&text, &path.display().to_string())?
+            Some(Grant::from_toml_str(&text, &path.display().to_string())?)
         }
-        None => Grant::deny_all(),
+        None => None,
+    };
+    let bytes = std::fs::read(&args.component)
+        .with_context(|| format!("could not read {}", args.component.display()))?;
+    let (wasm, grant, default_name) = if allama_package::looks_like_package(&bytes) {
+        let policy = crate::package_cmd::load_policy(args.trust.as_deref())?;
+        let origin = args.component.display().to_string();
+        let pkg = allama_package::Package::open(&bytes, &origin, &policy)
+            .with_context(|| format!("package {origin}"))?;
+        if pkg.manifest.action(&args.action).is_none() {
+            let known: Vec<&str> = pkg
+                .manifest
+                .actions
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect();
+            bail!(
+                "package {} has no action `{}`; it has: {}",
+                pkg.manifest.title(),
+                args.action,
+                known.join(", ")
+            );
+        }
+        let grant = pkg.effective_grant(grant.as_ref())?;
+        (pkg.file.component, grant, pkg.manifest.name)
+    } else {
+        if args.trust.is_some() {
+            bail!(
+                "--trust applies to packages; {} is a bare component",
+                args.component.display()
+            );
+        }
+        let name = args
+            .component
+            .file_stem()
+            .map_or_else(|| "component".into(), |s| s.to_string_lossy().into_owned());
+        (bytes, grant.unwrap_or_else(Grant::deny_all), name)
     };
     let mut secrets = MemorySecretStore::new();
     for s in &args.secrets {
@@ -95,11 +137,8 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         ..RuntimeConfig::default()
     };
     let runtime = Runtime::new(config, Arc::new(Tee(sinks)))?;
-    let component = runtime.load_file(&args.component)?;
-    let name = args
-        .package
-        .clone()
-        .unwrap_or_else(|| component.name.clone());
+    let name = args.package.clone().unwrap_or(default_name);
+    let component = runtime.load(&name, &wasm)?;
     let package = runtime.bind(
         &component,
         PackageSpec {

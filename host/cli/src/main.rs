@@ -2,6 +2,7 @@
 
 mod action_run;
 mod bench;
+mod package_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -21,6 +22,16 @@ enum Command {
         #[command(subcommand)]
         command: ActionCommand,
     },
+    /// Build, sign, verify and inspect packages.
+    Package {
+        #[command(subcommand)]
+        command: package_cmd::PackageCommand,
+    },
+    /// Publisher signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: package_cmd::KeysCommand,
+    },
     /// Sizing benchmarks for operators.
     Bench {
         #[command(subcommand)]
@@ -30,7 +41,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ActionCommand {
-    /// Run one action of a component locally, under a grant, and show what it did.
+    /// Run one action of a component or package locally, under a grant, and show what it did.
     Run(action_run::Args),
 }
 
@@ -56,6 +67,8 @@ fn main() -> ExitCode {
         Command::Bench {
             command: BenchCommand::Runtime(args),
         } => bench::main(args),
+        Command::Package { command } => package_cmd::package(command),
+        Command::Keys { command } => package_cmd::keys(command),
     };
     match result {
         Ok(code) => code,

@@ -532,16 +532,32 @@ impl fmt::Display for Denial {
 impl std::error::Error for Denial {}
 
 /// `[http]` as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(
+    title = "http",
+    description = "Outbound HTTP destinations and per-request limits."
+)]
 pub(crate) struct RawHttp {
+    /// Destinations as `scheme://host[:port]`: exact hosts or `*.example.com` subdomain wildcards; public addresses only.
     #[serde(default)]
+    #[schemars(with = "Vec<String>", extend("examples" = [["https://api.example.com", "https://*.example.com:8443"]]))]
     allow: StrList,
+    /// Exact hosts that may be (or resolve to) loopback, private, link-local or other special addresses.
     #[serde(default)]
+    #[schemars(with = "Vec<String>", extend("examples" = [["http://127.0.0.1:8080", "https://jira.corp.internal"]]))]
     allow_private: StrList,
+    /// Per request, in milliseconds; also bounded by the step's deadline.
+    #[schemars(with = "Option<u64>", range(min = 1, max = 900000), extend("default" = 10000))]
     timeout_ms: Option<Spanned<Int>>,
+    /// Response body cap after decompression, in KiB.
+    #[schemars(with = "Option<u64>", range(min = 1, max = 1048576), extend("default" = 10240))]
     max_response_kib: Option<Spanned<Int>>,
+    /// Redirects followed, each re-checked against the grant.
+    #[schemars(with = "Option<u64>", range(min = 0, max = 20), extend("default" = 5))]
     max_redirects: Option<Spanned<Int>>,
+    /// How long a call may wait on a vendor's Retry-After before failing fast with rate-limited, in milliseconds.
+    #[schemars(with = "Option<u64>", range(min = 0, max = 60000), extend("default" = 2000))]
     rate_limit_wait_ms: Option<Spanned<Int>>,
 }
 

@@ -33,11 +33,21 @@ impl Default for KvGrant {
 }
 
 /// `[kv]` as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(
+    title = "kv",
+    description = "Key-value storage for the package; present (even empty) grants it."
+)]
 pub(crate) struct RawKv {
+    /// Most keys.
+    #[schemars(with = "Option<u64>", range(min = 1, max = 10000000), extend("default" = 1000))]
     max_keys: Option<Spanned<Int>>,
+    /// Most bytes of keys and values together, in KiB.
+    #[schemars(with = "Option<u64>", range(min = 1, max = 1048576), extend("default" = 1024))]
     max_total_kib: Option<Spanned<Int>>,
+    /// Largest single value, in KiB (at most max_total_kib).
+    #[schemars(with = "Option<u64>", range(min = 1, max = 65536), extend("default" = 64))]
     max_value_kib: Option<Spanned<Int>>,
 }
 

@@ -67,7 +67,11 @@ impl Grant {
     /// Parse and validate a grant. `origin` is the file name (or `"<inline>"`)
     /// used in error messages.
     pub fn from_toml_str(src: &str, origin: &str) -> Result<Grant, GrantError> {
-        let ctx = Ctx { src, origin };
+        let ctx = Ctx {
+            src,
+            origin,
+            prefix: "",
+        };
         let table = DeTable::parse(src).map_err(|e| {
             // A partial tree often still tells us which key the error is in.
             let (partial, _) = DeTable::parse_recoverable(src);
@@ -95,6 +99,67 @@ impl Grant {
 impl Default for Grant {
     fn default() -> Self {
         Grant::deny_all()
+    }
+}
+
+/// A TOML file parsed once, with spans, for files that embed grant-shaped
+/// sections (the package manifest's `[capabilities]`). Errors from any part
+/// of it name the file, line, column and key.
+pub struct TomlDoc<'a> {
+    ctx: Ctx<'a>,
+    tree: Spanned<DeTable<'a>>,
+}
+
+impl<'a> TomlDoc<'a> {
+    /// Parse `src`; `origin` names it in errors.
+    pub fn parse(src: &'a str, origin: &'a str) -> Result<Self, GrantError> {
+        let ctx = Ctx {
+            src,
+            origin,
+            prefix: "",
+        };
+        let tree = DeTable::parse(src).map_err(|e| {
+            let (partial, _) = DeTable::parse_recoverable(src);
+            ctx.toml_error(&e, Some(partial.get_ref()))
+        })?;
+        Ok(Self { ctx, tree })
+    }
+
+    /// Deserialize the whole document (use `serde(deny_unknown_fields)` and
+    /// `toml::Spanned` fields to get located errors for everything).
+    pub fn deserialize<T: serde::de::DeserializeOwned>(&self) -> Result<T, GrantError> {
+        T::deserialize(toml::de::Deserializer::from(self.tree.clone()))
+            .map_err(|e| self.ctx.toml_error(&e, Some(self.tree.get_ref())))
+    }
+
+    /// The grant-shaped table under top-level `key`; a missing table is
+    /// [`Grant::deny_all`].
+    pub fn grant_at(&self, key: &'a str) -> Result<Grant, GrantError> {
+        let Some((_, value)) = self.tree.get_ref().iter().find(|(k, _)| k.get_ref() == key) else {
+            return Ok(Grant::deny_all());
+        };
+        let DeValue::Table(table) = value.get_ref() else {
+            return Err(self.error(Some(value.span()), key, "expected a table"));
+        };
+        let ctx = Ctx {
+            src: self.ctx.src,
+            origin: self.ctx.origin,
+            prefix: key,
+        };
+        let sub = Spanned::new(value.span(), table.clone());
+        let raw = RawGrant::deserialize(toml::de::Deserializer::from(sub))
+            .map_err(|e| ctx.toml_error(&e, Some(self.tree.get_ref())))?;
+        raw.compile(&ctx)
+    }
+
+    /// An error at `span` (a byte range of the source) about `key`.
+    pub fn error(
+        &self,
+        span: Option<Range<usize>>,
+        key: &str,
+        message: impl Into<String>,
+    ) -> GrantError {
+        self.ctx.error(span, key.to_string(), message)
     }
 }
 
@@ -133,13 +198,32 @@ impl fmt::Display for GrantError {
 impl std::error::Error for GrantError {}
 
 /// The whole file as written, before validation.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RawGrant {
+#[schemars(
+    title = "Allama grant",
+    description = "What one package's component may do. Every key is optional; an empty grant allows computation only."
+)]
+pub(crate) struct RawGrant {
+    /// Resource limits for each step.
     limits: Option<limits::RawLimits>,
+    /// Outbound HTTP.
     http: Option<http::RawHttp>,
+    /// Secrets by name (letters, digits and `_`, not starting with a digit).
+    #[schemars(with = "Option<BTreeMap<String, secrets::RawSecret>>")]
     secrets: Option<BTreeMap<Spanned<String>, secrets::RawSecret>>,
+    /// Key-value storage; absent means denied.
     kv: Option<kv::RawKv>,
+}
+
+/// The JSON Schema of the grant format (also the manifest's `[capabilities]`).
+pub fn json_schema() -> schemars::Schema {
+    schemars::schema_for!(RawGrant)
+}
+
+/// The grant format's schema, as a subschema to embed in another format's schema.
+pub fn json_schema_in(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    generator.subschema_for::<RawGrant>()
 }
 
 impl RawGrant {
@@ -187,6 +271,9 @@ impl RawGrant {
 pub(crate) struct Ctx<'a> {
     src: &'a str,
     origin: &'a str,
+    /// Key path of the table being read, when a grant is embedded in a
+    /// larger file (e.g. `capabilities` in a package manifest).
+    prefix: &'a str,
 }
 
 impl Ctx<'_> {
@@ -204,7 +291,10 @@ impl Ctx<'_> {
             }
             None => (None, None),
         };
-        let key = key.into();
+        let mut key = key.into();
+        if !self.prefix.is_empty() && !key.is_empty() && !key.starts_with(self.prefix) {
+            key = format!("{}.{key}", self.prefix);
+        }
         GrantError {
             origin: self.origin.to_owned(),
             line,
@@ -295,16 +385,32 @@ fn walk_table(table: &DeTable<'_>, offset: usize, path: &mut String) -> bool {
             return true;
         }
     }
-    // Header tables (`[a.b]`) span only their header; look inside anyway.
+    // Header tables (`[a.b]`) and arrays of tables (`[[a]]`) span only their
+    // headers; look inside anyway.
     for (k, v) in table.iter() {
-        if let DeValue::Table(inner) = v.get_ref() {
-            let len = path.len();
-            push_key(path, k.get_ref());
-            if walk_table(inner, offset, path) {
-                return true;
+        let len = path.len();
+        match v.get_ref() {
+            DeValue::Table(inner) => {
+                push_key(path, k.get_ref());
+                if walk_table(inner, offset, path) {
+                    return true;
+                }
             }
-            path.truncate(len);
+            DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let DeValue::Table(inner) = item.get_ref() {
+                        push_key(path, k.get_ref());
+                        path.push_str(&format!("[{i}]"));
+                        if walk_table(inner, offset, path) {
+                            return true;
+                        }
+                        path.truncate(len);
+                    }
+                }
+            }
+            _ => {}
         }
+        path.truncate(len);
     }
     false
 }

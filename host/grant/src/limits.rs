@@ -37,12 +37,21 @@ impl Default for Limits {
 }
 
 /// `[limits]` as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "limits", description = "Resource limits for each step.")]
 pub(crate) struct RawLimits {
+    /// Linear memory per step, in MiB; past it the step fails with a memory-limit error.
+    #[schemars(with = "Option<u64>", range(min = 1, max = 4096), extend("default" = 64))]
     memory_mib: Option<Spanned<Int>>,
+    /// Wall time per step, in milliseconds, including time waiting on HTTP.
+    #[schemars(with = "Option<u64>", range(min = 1, max = 900000), extend("default" = 10000))]
     timeout_ms: Option<Spanned<Int>>,
+    /// Largest JSON output, in KiB.
+    #[schemars(with = "Option<u64>", range(min = 1, max = 65536), extend("default" = 1024))]
     output_kib: Option<Spanned<Int>>,
+    /// Log lines, stdout and stderr together, in KiB; past it output is dropped and counted.
+    #[schemars(with = "Option<u64>", range(min = 1, max = 65536), extend("default" = 256))]
     log_kib: Option<Spanned<Int>>,
 }
 

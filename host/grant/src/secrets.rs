@@ -32,11 +32,21 @@ impl SecretGrant {
 
 /// `[secrets.NAME]` as written. `hosts` is required so that an operator
 /// states where the secret goes, even if the answer is "nowhere" (`[]`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(
+    title = "secret",
+    description = "One secret: where the host may send it, and whether the component may read it or sign with it."
+)]
 pub(crate) struct RawSecret {
+    /// Where the host may send this secret (as `{{secret:NAME}}` in a header, query value or body). Required; may be empty.
+    #[schemars(with = "Vec<String>")]
     hosts: StrList,
+    /// May the component read the plaintext (secrets.reveal)?
+    #[schemars(extend("default" = false))]
     reveal: Option<bool>,
+    /// May the component compute HMAC-SHA256 with it (secrets.hmac-sha256)?
+    #[schemars(extend("default" = false))]
     hmac: Option<bool>,
 }
 

@@ -7,6 +7,10 @@
 //! to a vendor verbatim. Any other `{{...}}` text is left alone. Everything
 //! works on bytes because bodies may be binary.
 //!
+//! `{{secret:NAME|base64}}` substitutes the value base64-encoded (standard
+//! alphabet, padded): HTTP Basic auth is `Basic {{secret:CREDS|base64}}` with
+//! a secret holding `user:password`.
+//!
 //! Substitution is a single pass: a substituted value is never scanned for
 //! placeholders again. Encoding the value for its context (header validity,
 //! JSON escaping, URL encoding) is the caller's job.
@@ -15,8 +19,8 @@ use std::ops::Range;
 
 const OPEN: &[u8] = b"{{secret:";
 const CLOSE: &[u8] = b"}}";
-/// `{{secret:` + a 128-byte name + `}}` is 139 bytes; the close must end within this.
-const MAX_PLACEHOLDER_BYTES: usize = 140;
+/// `{{secret:` + a 128-byte name + `|base64` + `}}` is 146 bytes; the close must end within this.
+const MAX_PLACEHOLDER_BYTES: usize = 150;
 /// Longest secret name.
 const MAX_NAME_LEN: usize = 128;
 
@@ -33,11 +37,35 @@ pub fn is_valid_secret_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
 }
 
+/// How a substituted value is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// As stored.
+    Raw,
+    /// Base64, standard alphabet, padded (`|base64`).
+    Base64,
+}
+
+impl Encoding {
+    /// Apply the encoding to a value.
+    pub fn apply(self, value: Vec<u8>) -> Vec<u8> {
+        use base64::Engine;
+        match self {
+            Encoding::Raw => value,
+            Encoding::Base64 => base64::engine::general_purpose::STANDARD
+                .encode(value)
+                .into_bytes(),
+        }
+    }
+}
+
 /// One `{{secret:NAME}}` occurrence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placeholder {
     /// The secret's name.
     pub name: String,
+    /// How its value is written.
+    pub encoding: Encoding,
     /// Byte range of the whole placeholder, braces included.
     pub range: Range<usize>,
 }
@@ -95,7 +123,20 @@ pub fn find_placeholders(text: &[u8]) -> Result<Vec<Placeholder>, TemplateError>
                 ),
             });
         };
-        let raw = &text[name_start..name_start + name_len];
+        let inner = &text[name_start..name_start + name_len];
+        let (raw, encoding) = match inner.iter().position(|&b| b == b'|') {
+            None => (inner, Encoding::Raw),
+            Some(bar) if &inner[bar + 1..] == b"base64" => (&inner[..bar], Encoding::Base64),
+            Some(bar) => {
+                return Err(TemplateError {
+                    offset: start,
+                    message: format!(
+                        "unknown encoding `{}` in a secret placeholder; the only one is `|base64`",
+                        crate::display_snippet(&String::from_utf8_lossy(&inner[bar + 1..]))
+                    ),
+                });
+            }
+        };
         let name = match std::str::from_utf8(raw) {
             Ok(name) if is_valid_secret_name(name) => name,
             _ => {
@@ -112,6 +153,7 @@ pub fn find_placeholders(text: &[u8]) -> Result<Vec<Placeholder>, TemplateError>
         let end = name_start + name_len + CLOSE.len();
         found.push(Placeholder {
             name: name.to_owned(),
+            encoding,
             range: start..end,
         });
         from = end;
@@ -130,7 +172,8 @@ pub fn substitute<E>(
     let mut copied = 0;
     for p in placeholders {
         out.extend_from_slice(&text[copied..p.range.start]);
-        out.extend_from_slice(&value(&p.name).map_err(SubstituteError::Value)?);
+        let v = value(&p.name).map_err(SubstituteError::Value)?;
+        out.extend_from_slice(&p.encoding.apply(v));
         copied = p.range.end;
     }
     out.extend_from_slice(&text[copied..]);
@@ -140,6 +183,34 @@ pub fn substitute<E>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_encoding_for_basic_auth() {
+        let out = substitute(b"Basic {{secret:CREDS|base64}}", |_| {
+            Ok::<_, ()>(b"me@corp.com:t0ken".to_vec())
+        })
+        .unwrap();
+        assert_eq!(out, b"Basic bWVAY29ycC5jb206dDBrZW4=");
+        let p = find_placeholders(b"{{secret:A|base64}} {{secret:A}}").unwrap();
+        assert_eq!(
+            (p[0].encoding, p[1].encoding),
+            (Encoding::Base64, Encoding::Raw)
+        );
+        assert_eq!(p[0].name, "A");
+        for bad in [
+            "{{secret:A|hex}}",
+            "{{secret:A|}}",
+            "{{secret:A|base64|base64}}",
+            "{{secret:|base64}}",
+        ] {
+            assert!(find_placeholders(bad.as_bytes()).is_err(), "{bad}");
+        }
+        let long = format!("{{{{secret:{}|base64}}}}", "A".repeat(128));
+        assert_eq!(
+            find_placeholders(long.as_bytes()).unwrap()[0].encoding,
+            Encoding::Base64
+        );
+    }
 
     fn names(text: &str) -> Vec<String> {
         find_placeholders(text.as_bytes())
@@ -256,7 +327,7 @@ mod tests {
         let e = find_placeholders(b"{{secret:").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "at byte 0: `{{secret:` is not closed by `}}` within 140 bytes; write `{{secret:NAME}}`"
+            "at byte 0: `{{secret:` is not closed by `}}` within 150 bytes; write `{{secret:NAME}}`"
         );
     }
 

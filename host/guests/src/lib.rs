@@ -4,7 +4,9 @@
 //! the path of one built component:
 //! - `BENCH`: the trivial action the runtime benchmark measures;
 //! - `CAPS`: a well-behaved component exercising every capability;
-//! - `HOSTILE`: a component whose actions try to escape or exhaust the host.
+//! - `HOSTILE`: a component whose actions try to escape or exhaust the host;
+//! - `PYTHON_EXAMPLE`: `sdk/python/examples/ip_reputation`, built with
+//!   componentize-py (CPython in Wasm) and the Python SDK.
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
@@ -13,4 +15,9 @@ include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 pub const BENCH_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bench.wasm"));
 
 /// Every guest by name, so a test can check each one is used by a host test.
-pub const ALL: &[(&str, &str)] = &[("bench", BENCH), ("caps", CAPS), ("hostile", HOSTILE)];
+pub const ALL: &[(&str, &str)] = &[
+    ("bench", BENCH),
+    ("caps", CAPS),
+    ("hostile", HOSTILE),
+    ("python_example", PYTHON_EXAMPLE),
+];

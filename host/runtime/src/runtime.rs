@@ -124,17 +124,24 @@ impl Package {
     }
 }
 
+/// Core module instances one component may create.
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+
 fn pool_config(config: &RuntimeConfig) -> PoolingAllocationConfig {
     let n = config.max_concurrent_steps;
     let mut pool = PoolingAllocationConfig::new();
-    // A Rust or Python component is a few core instances (the program, the
-    // WASI adapter, shims) with up to two memories and a few tables.
+    // A Rust component is a few core instances (the program, the WASI
+    // adapter, shims); a Python one (componentize-py) is 14: CPython, libc and
+    // its emulation libraries, the adapter and shims. Either has up to two
+    // memories and a few tables. The core-instance total is only a counter
+    // (instance metadata is allocated on demand), so it is sized for every
+    // admitted step to be the largest component allowed.
     pool.total_component_instances(n)
-        .total_core_instances(n * 8)
+        .total_core_instances(n.saturating_mul(MAX_CORE_INSTANCES_PER_COMPONENT))
         .total_memories(n * 2)
         .total_tables(n * 8)
         .total_stacks(n)
-        .max_core_instances_per_component(16)
+        .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
         .max_memories_per_component(4)
         .max_tables_per_component(16)
         .max_memory_size(config.max_memory_bytes as usize)

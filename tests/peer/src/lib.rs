@@ -26,6 +26,10 @@
 //! assert_eq!(peer.requests()[0].header("x-apikey"), Some("real-key"));
 //! # }
 //! ```
+//!
+//! Ready-made peers for particular vendors (VirusTotal, AbuseIPDB, Slack,
+//! Jira), with fixtures, failure knobs and handles on what was written, are in
+//! [`vendors`].
 
 mod body;
 mod helpers;
@@ -33,6 +37,7 @@ mod peer;
 mod recorded;
 mod reply;
 mod router;
+pub mod vendors;
 
 pub use helpers::{paginated, sequence};
 pub use peer::{DEFAULT_BODY_LIMIT, Peer};

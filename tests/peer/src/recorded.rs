@@ -80,7 +80,7 @@ impl Recorded {
 
 /// Decodes `application/x-www-form-urlencoded` text; malformed escapes are
 /// kept as written.
-fn percent_decode(text: &str) -> String {
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

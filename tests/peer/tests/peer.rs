@@ -2,147 +2,15 @@
 //! client (the crate has no HTTP client dependency).
 
 use std::io::Read as _;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use allama_test_peer::{Peer, Reply, Router, paginated, sequence};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpStream;
 
-/// A response as read off the wire.
-#[derive(Debug)]
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("a JSON body")
-    }
-}
-
-/// One HTTP/1.1 connection.
-struct Client {
-    conn: BufReader<TcpStream>,
-}
-
-impl Client {
-    async fn connect(addr: SocketAddr) -> Client {
-        Client {
-            conn: BufReader::new(TcpStream::connect(addr).await.expect("connect")),
-        }
-    }
-
-    async fn send(
-        &mut self,
-        method: &str,
-        target: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Response {
-        let mut head = format!("{method} {target} HTTP/1.1\r\nHost: peer\r\n");
-        for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        if !body.is_empty() {
-            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-        }
-        head.push_str("\r\n");
-        let stream = self.conn.get_mut();
-        stream.write_all(head.as_bytes()).await.expect("write head");
-        stream.write_all(body).await.expect("write body");
-        self.read_response(method == "HEAD").await
-    }
-
-    async fn line(&mut self) -> String {
-        let mut line = String::new();
-        self.conn.read_line(&mut line).await.expect("read line");
-        assert!(line.ends_with("\r\n"), "truncated line {line:?}");
-        line.truncate(line.len() - 2);
-        line
-    }
-
-    async fn read_response(&mut self, head_only: bool) -> Response {
-        let status_line = self.line().await;
-        let mut parts = status_line.splitn(3, ' ');
-        assert_eq!(
-            parts.next(),
-            Some("HTTP/1.1"),
-            "status line {status_line:?}"
-        );
-        let status: u16 = parts.next().unwrap().parse().unwrap();
-        let mut headers = Vec::new();
-        loop {
-            let line = self.line().await;
-            if line.is_empty() {
-                break;
-            }
-            let (name, value) = line.split_once(':').expect("header line");
-            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
-        }
-        let mut response = Response {
-            status,
-            headers,
-            body: Vec::new(),
-        };
-        if head_only || status == 204 || status == 304 {
-            return response;
-        }
-        if response.header("transfer-encoding") == Some("chunked") {
-            loop {
-                let size = usize::from_str_radix(&self.line().await, 16).expect("chunk size");
-                if size == 0 {
-                    while !self.line().await.is_empty() {}
-                    break;
-                }
-                let start = response.body.len();
-                response.body.resize(start + size, 0);
-                self.conn
-                    .read_exact(&mut response.body[start..])
-                    .await
-                    .unwrap();
-                assert_eq!(self.line().await, "");
-            }
-        } else if let Some(len) = response.header("content-length") {
-            let mut body = vec![0; len.parse().unwrap()];
-            self.conn.read_exact(&mut body).await.unwrap();
-            response.body = body;
-        } else {
-            self.conn.read_to_end(&mut response.body).await.unwrap();
-        }
-        response
-    }
-}
-
-/// A request on its own connection.
-async fn request(
-    addr: SocketAddr,
-    method: &str,
-    target: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Response {
-    let mut headers = headers.to_vec();
-    headers.push(("Connection", "close"));
-    Client::connect(addr)
-        .await
-        .send(method, target, &headers, body)
-        .await
-}
-
-async fn get(addr: SocketAddr, target: &str) -> Response {
-    request(addr, "GET", target, &[], b"").await
-}
+mod common;
+use common::{Client, get, request};
 
 #[tokio::test]
 async fn routes_and_404() {

@@ -6,4 +6,5 @@ mod capabilities;
 mod concurrency;
 mod guests;
 mod hostile;
+mod python;
 mod support;

@@ -126,14 +126,23 @@ fn replace_all(haystack: &[u8], needle: &[u8], with: &[u8]) -> Option<Vec<u8>> {
     found.then_some(out)
 }
 
-/// The forms a secret value may take in a response: as sent, and
-/// percent-encoded (as it went out in a query).
+/// The forms a secret value may take in a response: as sent,
+/// percent-encoded (as it went out in a query), base64 (`|base64`), and
+/// percent-encoded base64.
 fn secret_forms(value: &SecretValue) -> Vec<Vec<u8>> {
     let raw = value.expose().as_bytes().to_vec();
-    let encoded: String = url::form_urlencoded::byte_serialize(&raw).collect();
+    let encoded: Vec<u8> = url::form_urlencoded::byte_serialize(&raw)
+        .collect::<String>()
+        .into_bytes();
+    let b64 = allama_grant::template::Encoding::Base64.apply(raw.clone());
+    let b64_encoded: Vec<u8> = url::form_urlencoded::byte_serialize(&b64)
+        .collect::<String>()
+        .into_bytes();
     let mut forms = vec![raw];
-    if encoded.as_bytes() != forms[0].as_slice() {
-        forms.push(encoded.into_bytes());
+    for f in [encoded, b64, b64_encoded] {
+        if !forms.contains(&f) {
+            forms.push(f);
+        }
     }
     forms
 }
@@ -291,14 +300,16 @@ impl HttpStep {
             });
         }
         if !in_query.is_empty() {
-            let q = substitute(query.as_bytes(), |n| {
-                Ok::<_, ()>(
-                    url::form_urlencoded::byte_serialize(sent[n].expose().as_bytes())
-                        .collect::<String>()
-                        .into_bytes(),
-                )
-            })
-            .map_err(|_| self.invalid("url query".into()))?;
+            // Encode the value (`|base64`), then percent-encode it for the query.
+            let mut q = Vec::with_capacity(query.len());
+            let mut copied = 0;
+            for p in &in_query {
+                q.extend_from_slice(&query.as_bytes()[copied..p.range.start]);
+                let value = p.encoding.apply(sent[&p.name].expose().as_bytes().to_vec());
+                q.extend(url::form_urlencoded::byte_serialize(&value).flat_map(|s| s.bytes()));
+                copied = p.range.end;
+            }
+            q.extend_from_slice(&query.as_bytes()[copied..]);
             url.set_query(Some(&String::from_utf8_lossy(&q)));
         }
         let mut body = if body_has_secret {

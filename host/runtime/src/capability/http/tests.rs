@@ -245,3 +245,35 @@ async fn a_vendor_echoing_a_secret_in_a_redirect_cannot_carry_it_elsewhere() {
     );
     assert_eq!(other.request_count(), 0);
 }
+
+#[tokio::test]
+async fn basic_auth_from_a_secret_and_base64_scrubbing() {
+    let peer = Peer::start(Router::any(Reply::echo)).await;
+    let port = peer.addr().port();
+    let g = format!(
+        "[http]\nallow_private = [\"http://127.0.0.1:{port}\"]\n[secrets.CREDS]\nhosts = [\"http://127.0.0.1:{port}\"]"
+    );
+    let (mut s, _) = step(
+        &g,
+        &[("CREDS", "me@corp.com:t0ken")],
+        Arc::new(SystemResolver),
+    );
+    let mut r = get(&peer.url("/rest/api/2/myself?sig={{secret:CREDS|base64}}"));
+    r.headers = vec![(
+        "authorization".into(),
+        "Basic {{secret:CREDS|base64}}".into(),
+    )];
+    let resp = s.send_request(r).await.unwrap();
+    let seen = &peer.requests()[0];
+    assert_eq!(
+        seen.header("authorization"),
+        Some("Basic bWVAY29ycC5jb206dDBrZW4=")
+    );
+    assert_eq!(
+        seen.query_param("sig").as_deref(),
+        Some("bWVAY29ycC5jb206dDBrZW4=")
+    );
+    let body = String::from_utf8(resp.body).unwrap();
+    assert!(!body.contains("bWVAY29ycC5jb206dDBrZW4"), "{body}");
+    assert!(body.contains("[REDACTED:CREDS]"));
+}

@@ -1,0 +1,288 @@
+//! Outbound HTTP through the host. Secrets are handles: [`bearer`],
+//! [`basic`], [`header`] and [`Request::query_secret`] write
+//! `{{secret:NAME}}` placeholders that the host fills in on the way out,
+//! only toward hosts the grant allows for that secret.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::backend::{self, HttpFailure, RawRequest};
+use crate::{Error, Result};
+
+/// How a request authenticates, by secret name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// `Authorization: Bearer <secret>`.
+    Bearer(String),
+    /// `Authorization: Basic base64(<secret>)`, the secret holding `user:password`.
+    Basic(String),
+    /// `<name>: <secret>`.
+    Header(String, String),
+}
+
+/// `Authorization: Bearer` with the secret `name`.
+pub fn bearer(secret: &str) -> Auth {
+    Auth::Bearer(secret.to_string())
+}
+
+/// HTTP Basic with the secret `name`, which holds `user:password`.
+pub fn basic(secret: &str) -> Auth {
+    Auth::Basic(secret.to_string())
+}
+
+/// A vendor-specific header (`x-apikey`, `Key`, …) carrying the secret `name`.
+pub fn header(name: &str, secret: &str) -> Auth {
+    Auth::Header(name.to_string(), secret.to_string())
+}
+
+fn placeholder(secret: &str) -> String {
+    format!("{{{{secret:{secret}}}}}")
+}
+
+/// A request being built.
+#[derive(Debug, Clone)]
+#[must_use = "a request does nothing until sent"]
+pub struct Request {
+    raw: RawRequest,
+    query: Vec<(String, String)>,
+}
+
+fn request(method: &'static str, url: &str) -> Request {
+    Request {
+        raw: RawRequest {
+            method,
+            url: url.to_string(),
+            headers: Vec::new(),
+            body: None,
+            timeout_ms: None,
+        },
+        query: Vec::new(),
+    }
+}
+
+/// A GET request.
+pub fn get(url: &str) -> Request {
+    request("GET", url)
+}
+/// A POST request.
+pub fn post(url: &str) -> Request {
+    request("POST", url)
+}
+/// A PUT request.
+pub fn put(url: &str) -> Request {
+    request("PUT", url)
+}
+/// A PATCH request.
+pub fn patch(url: &str) -> Request {
+    request("PATCH", url)
+}
+/// A DELETE request.
+pub fn delete(url: &str) -> Request {
+    request("DELETE", url)
+}
+
+fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+impl Request {
+    /// Add a query parameter (percent-encoded).
+    pub fn query(mut self, key: &str, value: impl ToString) -> Self {
+        self.query.push((encode(key), encode(&value.to_string())));
+        self
+    }
+    /// Add a query parameter whose value is the secret `name`.
+    pub fn query_secret(mut self, key: &str, secret: &str) -> Self {
+        self.query.push((encode(key), placeholder(secret)));
+        self
+    }
+    /// Add a header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.raw.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+    /// Authenticate with a secret handle.
+    pub fn auth(self, auth: Auth) -> Self {
+        match auth {
+            Auth::Bearer(s) => self.header("authorization", &format!("Bearer {}", placeholder(&s))),
+            Auth::Basic(s) => {
+                self.header("authorization", &format!("Basic {{{{secret:{s}|base64}}}}"))
+            }
+            Auth::Header(name, s) => {
+                let value = placeholder(&s);
+                self.header(&name, &value)
+            }
+        }
+    }
+    /// A JSON body.
+    pub fn json<T: Serialize>(mut self, body: &T) -> Self {
+        self.raw.body = Some(serde_json::to_vec(body).expect("JSON bodies serialize"));
+        self.header("content-type", "application/json")
+    }
+    /// A form body (`application/x-www-form-urlencoded`).
+    pub fn form(mut self, pairs: &[(&str, &str)]) -> Self {
+        let body: Vec<String> = pairs
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        self.raw.body = Some(body.join("&").into_bytes());
+        self.header("content-type", "application/x-www-form-urlencoded")
+    }
+    /// A raw body.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.raw.body = Some(body.into());
+        self
+    }
+    /// A per-request timeout (capped by the grant).
+    pub fn timeout_ms(mut self, ms: u32) -> Self {
+        self.raw.timeout_ms = Some(ms);
+        self
+    }
+
+    fn finish(self) -> RawRequest {
+        let mut raw = self.raw;
+        if !self.query.is_empty() {
+            let q: Vec<String> = self
+                .query
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            raw.url.push(if raw.url.contains('?') { '&' } else { '?' });
+            raw.url.push_str(&q.join("&"));
+        }
+        raw
+    }
+
+    /// The URL as it will be sent (placeholders unsubstituted).
+    pub fn url(&self) -> String {
+        self.clone().finish().url
+    }
+
+    /// Send it; any status is a [`Response`]. Host refusals and transport
+    /// failures become typed errors.
+    pub fn send(self) -> Result<Response> {
+        let raw = self.finish();
+        let what = format!("{} {}", raw.method, raw.url);
+        match backend::http_send(raw) {
+            Ok(r) => Ok(Response {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+                what,
+            }),
+            Err(HttpFailure::Denied(m)) => Err(Error::denied(m)),
+            Err(HttpFailure::InvalidRequest(m)) => {
+                Err(Error::internal(format!("the request was malformed: {m}")))
+            }
+            Err(HttpFailure::Timeout(m)) => Err(Error::new(crate::ErrorKind::Timeout, m)),
+            Err(HttpFailure::RateLimited(ms)) => Err(Error::rate_limited(
+                Some(ms),
+                format!("{what}: the vendor asked us to wait {ms} ms"),
+            )),
+            Err(HttpFailure::TooLarge(n)) => Err(Error::upstream(
+                None,
+                format!("{what}: the response is larger than {n} bytes"),
+            )
+            .retryable(false)),
+            Err(HttpFailure::Connection(m)) => Err(Error::upstream(None, m)),
+        }
+    }
+
+    /// Send it, turn error statuses into typed errors, and parse the JSON body.
+    pub fn send_json<T: DeserializeOwned>(self) -> Result<T> {
+        self.send()?.error_for_status()?.json()
+    }
+}
+
+/// A response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// Body (secrets sent are scrubbed by the host).
+    pub body: Vec<u8>,
+    what: String,
+}
+
+impl Response {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    /// The body as JSON.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            Error::upstream(
+                Some(self.status),
+                format!("{}: the response is not the expected JSON: {e}", self.what),
+            )
+            .retryable(false)
+        })
+    }
+    /// `Retry-After` in milliseconds, if present as seconds.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        self.header("retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| s.saturating_mul(1000))
+    }
+    /// Typed errors for error statuses: 401/403 unauthorized, 404 not found,
+    /// 429 rate limited (with Retry-After), 5xx upstream (retryable), other
+    /// 4xx upstream (not retryable).
+    pub fn error_for_status(self) -> Result<Response> {
+        let s = self.status;
+        let detail = || {
+            let text = self.text();
+            let short: String = text.chars().take(300).collect();
+            format!("{} answered {s}: {short}", self.what)
+        };
+        match s {
+            200..=399 => Ok(self),
+            401 | 403 => Err(Error::unauthorized(detail())),
+            404 => Err(Error::not_found(detail())),
+            429 => Err(Error::rate_limited(self.retry_after_ms(), detail())),
+            500..=599 => Err(Error::upstream(Some(s), detail())),
+            _ => Err(Error::upstream(Some(s), detail()).retryable(false)),
+        }
+    }
+}
+
+/// Follow a paginated API: `next` reads each page and returns its items and
+/// the next request (or `None` at the end). Stops after `max_pages`.
+pub fn paginate<T>(
+    first: Request,
+    max_pages: usize,
+    mut next: impl FnMut(&Response) -> Result<(Vec<T>, Option<Request>)>,
+) -> Result<Vec<T>> {
+    let mut items = Vec::new();
+    let mut request = Some(first);
+    let mut pages = 0;
+    while let Some(r) = request.take() {
+        if pages == max_pages {
+            break;
+        }
+        let resp = r.send()?.error_for_status()?;
+        let (mut page, following) = next(&resp)?;
+        items.append(&mut page);
+        request = following;
+        pages += 1;
+    }
+    Ok(items)
+}
