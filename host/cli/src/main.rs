@@ -3,6 +3,7 @@
 mod action_run;
 mod bench;
 mod package_cmd;
+mod scaffold;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -43,6 +44,8 @@ enum Command {
 enum ActionCommand {
     /// Run one action of a component or package locally, under a grant, and show what it did.
     Run(action_run::Args),
+    /// Create a new Rust action crate that tests, builds and packages.
+    New(scaffold::Args),
 }
 
 #[derive(Subcommand)]
@@ -64,6 +67,9 @@ fn main() -> ExitCode {
         Command::Action {
             command: ActionCommand::Run(args),
         } => action_run::main(args),
+        Command::Action {
+            command: ActionCommand::New(args),
+        } => scaffold::main(args),
         Command::Bench {
             command: BenchCommand::Runtime(args),
         } => bench::main(args),

@@ -56,6 +56,9 @@ pub enum RuntimeError {
     /// wasmtime refused the configuration (e.g. the pool could not be reserved).
     #[error("could not configure the wasm engine: {0}")]
     Engine(String),
+    /// An extra root certificate is not valid PEM.
+    #[error("extra root certificates: {0}")]
+    Tls(String),
     /// The compiled-code cache directory is unusable.
     #[error("could not open the compiled-code cache at {path}: {source}")]
     Cache {

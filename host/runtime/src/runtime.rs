@@ -17,6 +17,7 @@ use crate::audit::AuditSink;
 use crate::bindings::ActionPre;
 use crate::cache::{CacheOutcome, CodeCache};
 use crate::capability::http::{Http, NameResolver, RateGovernor, SystemResolver};
+
 use crate::capability::kv::{Kv, KvBackend};
 use crate::capability::log::Log;
 use crate::capability::secrets::{SecretStore, Secrets};
@@ -36,6 +37,15 @@ pub struct RuntimeConfig {
     pub epoch_tick: Duration,
     /// Resolves names for outbound HTTP.
     pub resolver: Arc<dyn NameResolver>,
+    /// Names the operator pins to fixed addresses (split-horizon DNS, an
+    /// on-premises mirror of a vendor, a test peer), like `/etc/hosts`: they
+    /// are not looked up, and because the operator vouches for them they may
+    /// be private addresses. A port in the address replaces the URL's
+    /// default port. Grants still decide whether a package may reach the name.
+    pub pinned_hosts: std::collections::HashMap<String, Vec<std::net::SocketAddr>>,
+    /// Extra certificate authorities (PEM) trusted for outbound HTTPS, beside
+    /// the built-in web roots: an internal CA, a TLS-inspecting proxy.
+    pub extra_root_certs: Vec<String>,
 }
 
 impl Default for RuntimeConfig {
@@ -46,6 +56,8 @@ impl Default for RuntimeConfig {
             cache_dir: None,
             epoch_tick: Duration::from_millis(5),
             resolver: Arc::new(SystemResolver),
+            pinned_hosts: Default::default(),
+            extra_root_certs: Vec::new(),
         }
     }
 }
@@ -57,6 +69,7 @@ pub(crate) struct Inner {
     pub(crate) audit: Arc<dyn AuditSink>,
     cache: Option<CodeCache>,
     governor: Arc<RateGovernor>,
+    network: Arc<crate::capability::http::Network>,
     config: RuntimeConfig,
     stop_ticker: Arc<AtomicBool>,
 }
@@ -174,6 +187,14 @@ impl Runtime {
             }
             None => None,
         };
+        let network = Arc::new(
+            crate::capability::http::Network::new(
+                config.resolver.clone(),
+                &config.pinned_hosts,
+                &config.extra_root_certs,
+            )
+            .map_err(RuntimeError::Tls)?,
+        );
         let stop_ticker = Arc::new(AtomicBool::new(false));
         {
             let engine = engine.clone();
@@ -201,6 +222,7 @@ impl Runtime {
                 audit,
                 cache,
                 governor: Arc::new(RateGovernor::new()),
+                network,
                 config,
                 stop_ticker,
             }),
@@ -287,7 +309,7 @@ impl Runtime {
             &spec.name,
             &grant.http,
             secrets.clone(),
-            self.inner.config.resolver.clone(),
+            self.inner.network.clone(),
             self.inner.governor.clone(),
         )
         .map_err(|e| refuse(e.to_string()))?;

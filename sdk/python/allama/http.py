@@ -54,7 +54,7 @@ from .secret import secret
 
 Pairs = Union[Dict[str, Any], Iterable[Tuple[str, Any]]]
 
-_PLACEHOLDER = re.compile(r"(\{\{secret:[A-Za-z_][A-Za-z0-9_]{0,127}\}\})")
+_PLACEHOLDER = re.compile(r"(\{\{secret:[A-Za-z_][A-Za-z0-9_]{0,127}(?:\|base64)?\}\})")
 _METHODS = {m.name: m for m in _wit.Method}
 _NOTHING = object()
 
@@ -73,12 +73,9 @@ def bearer(secret_name: str) -> Auth:
 
 
 def basic(secret_name: str) -> Auth:
-    """``Authorization: Basic {{secret:NAME}}``.
-
-    The secret must hold the *encoded* credentials, ``base64(user:password)``:
-    the host substitutes text, it does not encode.
-    """
-    return Auth(headers=[("authorization", "Basic " + secret(secret_name))])
+    """HTTP Basic: ``Authorization: Basic {{secret:NAME|base64}}``, the secret
+    holding ``user:password`` (the host base64-encodes it on the way out)."""
+    return Auth(headers=[("authorization", "Basic " + secret(secret_name, base64=True))])
 
 
 def header(name: str, secret_name: str) -> Auth:

@@ -1,9 +1,9 @@
 """The package's small key-value store (needs ``[kv]`` in the grant).
 
 Keys are UTF-8 text of at most 512 bytes; values are bytes (``str`` values
-are stored as UTF-8). Failures raise typed errors: not granted or over quota
-is `Denied`, a bad key or an oversized value is `InvalidInput`, a store
-failure is a retryable `Internal`.
+are stored as UTF-8). Failures raise typed errors, as in the Rust SDK: not
+granted is `Denied`; over quota, a bad key or an oversized value is
+`Internal`; a store failure is a retryable `Upstream`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, List, Optional
 from componentize_py_types import Err
 from wit_world.imports import kv as _wit
 
-from .errors import ActionError, Denied, Internal, InvalidInput
+from .errors import ActionError, Denied, Internal, Upstream
 
 
 def get(key: str) -> Optional[bytes]:
@@ -58,10 +58,10 @@ def _call(f, *args):
 
 
 def from_wit_error(e) -> ActionError:
-    """The typed error for a WIT `kv-error`."""
+    """The typed error for a WIT `kv-error` (the same mapping as the Rust SDK)."""
     message = f"kv: {e.value}"
-    if isinstance(e, (_wit.KvError_Denied, _wit.KvError_QuotaExceeded)):
+    if isinstance(e, _wit.KvError_Denied):
         return Denied(message)
-    if isinstance(e, (_wit.KvError_InvalidKey, _wit.KvError_TooLarge)):
-        return InvalidInput(message)
-    return Internal(message, retryable=True)
+    if isinstance(e, _wit.KvError_Unavailable):
+        return Upstream(message)
+    return Internal(message)

@@ -4,6 +4,7 @@ A component never needs a secret's plaintext: it writes the placeholder
 ``{{secret:NAME}}`` (``secret("NAME")``) in a header value, a query value or
 a request body, and the host substitutes the value on the way out, only
 toward hosts the grant lists for that secret, and scrubs it from the response.
+``{{secret:NAME|base64}}`` substitutes the value base64-encoded.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from .errors import Denied
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
 
 
-def secret(name: str) -> str:
-    """The placeholder ``{{secret:NAME}}`` for the secret `name`.
+def secret(name: str, *, base64: bool = False) -> str:
+    """The placeholder ``{{secret:NAME}}`` for the secret `name`, or
+    ``{{secret:NAME|base64}}`` (the value base64-encoded by the host) with
+    `base64`.
 
     Raises `ValueError` if `name` is not a secret name (letters, digits and
     ``_``, not starting with a digit, at most 128 characters): pass the
@@ -30,7 +33,7 @@ def secret(name: str) -> str:
             "a secret name is letters, digits and `_`, not starting with a digit; "
             "pass the secret's name, never its value"
         )
-    return "{{secret:%s}}" % name
+    return "{{secret:%s%s}}" % (name, "|base64" if base64 else "")
 
 
 def hmac_sha256(name: str, data: bytes | str) -> bytes:

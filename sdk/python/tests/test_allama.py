@@ -200,20 +200,22 @@ class HttpTest(Patched):
         f = self.fake((200, [], b""))
         http.get(
             "https://api.example.com/x",
-            query={"note": "{{secret:NOT_A_SECRET_CALL}} & more"},
+            query={"note": "{{secret:NOT_A_SECRET_CALL}} & more", "b": "{{secret:B|base64}}"},
             auth=allama.query_secret("apikey", "VT_KEY"),
         )
         self.assertEqual(
             f.requests[0].url,
             "https://api.example.com/x?note={{secret:NOT_A_SECRET_CALL}}%20%26%20more"
-            "&apikey={{secret:VT_KEY}}",
+            "&b={{secret:B|base64}}&apikey={{secret:VT_KEY}}",
         )
 
     def test_auth_helpers_write_placeholders_only(self):
         self.assertEqual(allama.header("X-Key", "K").headers, [("X-Key", "{{secret:K}}")])
         self.assertEqual(
-            allama.basic("JIRA_BASIC").headers, [("authorization", "Basic {{secret:JIRA_BASIC}}")]
+            allama.basic("JIRA_CREDS").headers,
+            [("authorization", "Basic {{secret:JIRA_CREDS|base64}}")],
         )
+        self.assertEqual(allama.secret("K", base64=True), "{{secret:K|base64}}")
         for bad in ("sk-live-123", "1ABC", "", "a b", "{{secret:X}}"):
             with self.assertRaises(ValueError):
                 allama.bearer(bad)
@@ -349,10 +351,10 @@ class KvAndLogTest(Patched):
     def test_kv_errors_are_typed(self):
         cases = [
             (wit_kv.KvError_Denied("kv is not granted"), allama.Denied, False),
-            (wit_kv.KvError_QuotaExceeded("max_keys"), allama.Denied, False),
-            (wit_kv.KvError_InvalidKey("empty"), allama.InvalidInput, False),
-            (wit_kv.KvError_TooLarge("64 KiB"), allama.InvalidInput, False),
-            (wit_kv.KvError_Unavailable("db down"), allama.Internal, True),
+            (wit_kv.KvError_QuotaExceeded("max_keys"), allama.Internal, False),
+            (wit_kv.KvError_InvalidKey("empty"), allama.Internal, False),
+            (wit_kv.KvError_TooLarge("64 KiB"), allama.Internal, False),
+            (wit_kv.KvError_Unavailable("db down"), allama.Upstream, True),
         ]
         for error, cls, retryable in cases:
             def fail(*_args, error=error):

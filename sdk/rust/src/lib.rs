@@ -213,7 +213,7 @@ macro_rules! actions {
                     $crate::bindings::run(Actions::dispatch, &action, &input, ctx)
                 }
             }
-            $crate::export_component!(Component with_types_in $crate::bindings);
+            $crate::bindings::export_component!(Component with_types_in $crate::bindings);
         };
     };
 }

@@ -37,6 +37,7 @@ mod peer;
 mod recorded;
 mod reply;
 mod router;
+mod tls;
 pub mod vendors;
 
 pub use helpers::{paginated, sequence};

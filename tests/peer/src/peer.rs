@@ -36,6 +36,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 64 << 20;
 /// inside a handler still fails the test.
 pub struct Peer {
     addr: SocketAddr,
+    ca_pem: Option<String>,
     state: Arc<State>,
     listener: Arc<Mutex<Option<TcpListener>>>,
     task: JoinHandle<()>,
@@ -56,6 +57,28 @@ impl Peer {
     /// # Panics
     /// Outside a tokio runtime, or if no local port can be bound.
     pub async fn start(router: Router) -> Peer {
+        Self::start_with(router, None).await
+    }
+
+    /// Starts an HTTPS peer whose certificate is valid for `names` (e.g.
+    /// `www.virustotal.com`), issued by a throwaway CA; [`Peer::ca_pem`] is
+    /// the CA to trust. Point the names at [`Peer::addr`] in the client.
+    pub async fn start_tls(router: Router, names: &[&str]) -> Peer {
+        let (config, ca_pem) = crate::tls::server_config(names);
+        let mut peer = Self::start_with(router, Some(config)).await;
+        peer.ca_pem = Some(ca_pem);
+        peer
+    }
+
+    /// The PEM of the CA that issued an HTTPS peer's certificate.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    async fn start_with(
+        router: Router,
+        tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    ) -> Peer {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .expect("binding 127.0.0.1:0");
@@ -71,9 +94,15 @@ impl Peer {
             panics: Mutex::new(Vec::new()),
         });
         let listener = Arc::new(Mutex::new(Some(listener)));
-        let task = tokio::spawn(accept_loop(Arc::clone(&listener), Arc::clone(&state)));
+        let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+        let task = tokio::spawn(accept_loop(
+            Arc::clone(&listener),
+            Arc::clone(&state),
+            acceptor,
+        ));
         Peer {
             addr,
+            ca_pem: None,
             state,
             listener,
             task,
@@ -181,14 +210,32 @@ fn poll_accept(
     }
 }
 
-async fn accept_loop(listener: Arc<Mutex<Option<TcpListener>>>, state: Arc<State>) {
+async fn accept_loop(
+    listener: Arc<Mutex<Option<TcpListener>>>,
+    state: Arc<State>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = std::future::poll_fn(|cx| poll_accept(&listener, cx)) => match accepted {
                 Some(Ok((stream, _))) => {
                     state.connections.fetch_add(1, Ordering::SeqCst);
-                    connections.spawn(serve(stream, Arc::clone(&state)));
+                    let state = Arc::clone(&state);
+                    match tls.clone() {
+                        None => {
+                            connections.spawn(serve(stream, state));
+                        }
+                        Some(acceptor) => {
+                            connections.spawn(async move {
+                                let _ = stream.set_nodelay(true);
+                                // A failed handshake is the client's problem: drop it.
+                                if let Ok(tls) = acceptor.accept(stream).await {
+                                    serve_io(tls, state).await;
+                                }
+                            });
+                        }
+                    }
                 }
                 // Transient (e.g. out of file descriptors): back off a little.
                 Some(Err(_)) => tokio::time::sleep(Duration::from_millis(5)).await,
@@ -201,6 +248,13 @@ async fn accept_loop(listener: Arc<Mutex<Option<TcpListener>>>, state: Arc<State
 
 async fn serve(stream: TcpStream, state: Arc<State>) {
     let _ = stream.set_nodelay(true);
+    serve_io(stream, state).await;
+}
+
+async fn serve_io<S>(stream: S, state: Arc<State>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = service_fn(move |req| handle(Arc::clone(&state), req));
     // Errors here are the client's doing (reset, malformed request): the
     // connection simply ends.

@@ -25,6 +25,41 @@ use std::sync::Arc;
 use super::secrets::Secrets;
 use super::{Capability, StepEnv};
 
+/// Operator-level network settings shared by every package's client.
+pub struct Network {
+    resolver: Arc<dyn NameResolver>,
+    pinned: Arc<std::collections::HashMap<String, Vec<std::net::SocketAddr>>>,
+    roots: Vec<reqwest::Certificate>,
+}
+
+impl Network {
+    /// Validate the settings once, at runtime start.
+    pub fn new(
+        resolver: Arc<dyn NameResolver>,
+        pinned: &std::collections::HashMap<String, Vec<std::net::SocketAddr>>,
+        roots_pem: &[String],
+    ) -> Result<Self, String> {
+        let mut roots = Vec::new();
+        for (i, pem) in roots_pem.iter().enumerate() {
+            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|e| format!("certificate #{}: not valid PEM: {e}", i + 1))?;
+            if certs.is_empty() {
+                return Err(format!("certificate #{}: no certificate in the PEM", i + 1));
+            }
+            roots.extend(certs);
+        }
+        let pinned = pinned
+            .iter()
+            .map(|(k, v)| (k.trim_end_matches('.').to_ascii_lowercase(), v.clone()))
+            .collect();
+        Ok(Self {
+            resolver,
+            pinned: Arc::new(pinned),
+            roots,
+        })
+    }
+}
+
 /// The http capability of one package: its grant and its own client (no
 /// connection is shared between packages).
 pub struct Http {
@@ -51,7 +86,7 @@ impl Http {
         package: &str,
         grant: &HttpGrant,
         secrets: Arc<Secrets>,
-        resolver: Arc<dyn NameResolver>,
+        network: Arc<Network>,
         governor: Arc<RateGovernor>,
     ) -> Result<Self, HttpConfigError> {
         // Names (not IP literals) the operator vouched for as private.
@@ -63,8 +98,16 @@ impl Http {
                 _ => None,
             })
             .collect();
-        let guarded = resolver::GuardedResolver::new(resolver, private_names);
-        let client = reqwest::Client::builder()
+        let guarded = resolver::GuardedResolver::new(
+            network.resolver.clone(),
+            private_names,
+            network.pinned.clone(),
+        );
+        let mut builder = reqwest::Client::builder();
+        for root in &network.roots {
+            builder = builder.add_root_certificate(root.clone());
+        }
+        let client = builder
             // Proxies from the environment would bypass the address checks.
             .no_proxy()
             // Redirects are followed by hand so each hop is checked.

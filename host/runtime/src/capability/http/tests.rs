@@ -21,12 +21,13 @@ fn step(
         store.insert(*k, *v);
     }
     let secrets = Arc::new(Secrets::configure(&g.secrets, Arc::new(store)));
+    let network = Arc::new(Network::new(resolver, &Default::default(), &[]).unwrap());
     let http = Arc::new(
         Http::configure(
             "pkg",
             &g.http,
             secrets,
-            resolver,
+            network,
             Arc::new(RateGovernor::new()),
         )
         .unwrap(),
@@ -276,4 +277,18 @@ async fn basic_auth_from_a_secret_and_base64_scrubbing() {
     let body = String::from_utf8(resp.body).unwrap();
     assert!(!body.contains("bWVAY29ycC5jb206dDBrZW4"), "{body}");
     assert!(body.contains("[REDACTED:CREDS]"));
+}
+
+#[test]
+fn bad_extra_roots_are_refused_at_start() {
+    let r: Arc<dyn NameResolver> = Arc::new(SystemResolver);
+    let err = Network::new(
+        r.clone(),
+        &Default::default(),
+        &["not a certificate".into()],
+    )
+    .err()
+    .expect("refused");
+    assert!(err.contains("certificate #1"), "{err}");
+    assert!(Network::new(r, &Default::default(), &["".into()]).is_err());
 }
