@@ -141,7 +141,7 @@ pub struct HttpRequest {
     /// Query parameters added to the URL, `{name: value}`, percent-encoded.
     #[serde(default)]
     pub query: BTreeMap<String, String>,
-    /// A JSON body (sent with `content-type: application/json` unless `headers` sets one). Not with `body`.
+    /// A JSON body (sent with `content-type: application/json` unless `headers` sets one; `null` sends none). Not with `body`.
     #[serde(default)]
     pub json: Option<Value>,
     /// A text body, sent as is (set `content-type` in `headers`). Not with `json`.
@@ -296,10 +296,10 @@ fn checked_url(url: &str) -> Result<&str> {
     if !host_ok {
         return Err(bad("has no valid host"));
     }
-    if let Some(p) = port {
-        if !p.bytes().all(|b| b.is_ascii_digit()) || !p.parse::<u16>().is_ok_and(|n| n > 0) {
-            return Err(bad("has an invalid port"));
-        }
+    if let Some(p) = port
+        && (!p.bytes().all(|b| b.is_ascii_digit()) || !p.parse::<u16>().is_ok_and(|n| n > 0))
+    {
+        return Err(bad("has an invalid port"));
     }
     no_placeholder("`url`", u)?;
     Ok(u)
@@ -356,12 +356,12 @@ fn request(input: HttpRequest, _ctx: &Context) -> Result<HttpResponse> {
     if input.json.is_some() && input.body.is_some() {
         return Err(invalid("give `json` or `body`, not both".into()));
     }
-    if let Some(t) = input.timeout_ms {
-        if !(1..=MAX_TIMEOUT_MS).contains(&t) {
-            return Err(invalid(format!(
-                "`timeout_ms` must be between 1 and {MAX_TIMEOUT_MS}"
-            )));
-        }
+    if let Some(t) = input.timeout_ms
+        && !(1..=MAX_TIMEOUT_MS).contains(&t)
+    {
+        return Err(invalid(format!(
+            "`timeout_ms` must be between 1 and {MAX_TIMEOUT_MS}"
+        )));
     }
     if input.headers.len() > MAX_HEADERS - 2 {
         return Err(invalid(format!(
@@ -418,12 +418,12 @@ fn request(input: HttpRequest, _ctx: &Context) -> Result<HttpResponse> {
             Some((name, credential))
         }
     };
-    if let Some((name, _)) = &auth {
-        if has(name) {
-            return Err(invalid(format!(
-                "`headers` sets `{name}`, which `auth` sets too"
-            )));
-        }
+    if let Some((name, _)) = &auth
+        && has(name)
+    {
+        return Err(invalid(format!(
+            "`headers` sets `{name}`, which `auth` sets too"
+        )));
     }
 
     let method = match input.method {

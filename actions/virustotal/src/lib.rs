@@ -116,12 +116,14 @@ fn report(path: &str, gui: String) -> Result<Report> {
 
 /// VirusTotal's error body (`{"error": {"code", "message"}}`) in the message.
 fn vt_error(mut e: Error) -> Error {
-    if let Some(i) = e.message.find("{\"error\"") {
-        if let Ok(v) = serde_json::from_str::<Value>(&e.message[i..]) {
-            let code = v["error"]["code"].as_str().unwrap_or("?");
-            let msg = v["error"]["message"].as_str().unwrap_or("");
-            e.message = format!("VirusTotal {code}: {msg}");
-        }
+    if let Some(v) = e
+        .message
+        .find("{\"error\"")
+        .and_then(|i| serde_json::from_str::<Value>(&e.message[i..]).ok())
+    {
+        let code = v["error"]["code"].as_str().unwrap_or("?");
+        let msg = v["error"]["message"].as_str().unwrap_or("");
+        e.message = format!("VirusTotal {code}: {msg}");
     }
     e
 }

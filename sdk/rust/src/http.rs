@@ -64,6 +64,10 @@ fn request(method: &'static str, url: &str) -> Request {
 pub fn get(url: &str) -> Request {
     request("GET", url)
 }
+/// A HEAD request.
+pub fn head(url: &str) -> Request {
+    request("HEAD", url)
+}
 /// A POST request.
 pub fn post(url: &str) -> Request {
     request("POST", url)
@@ -79,6 +83,22 @@ pub fn patch(url: &str) -> Request {
 /// A DELETE request.
 pub fn delete(url: &str) -> Request {
     request("DELETE", url)
+}
+
+fn escape_placeholders(json: &[u8]) -> Vec<u8> {
+    const OPEN: &[u8] = b"{{secret:";
+    let mut out = Vec::with_capacity(json.len());
+    let mut i = 0;
+    while i < json.len() {
+        if json[i..].starts_with(OPEN) {
+            out.extend_from_slice(br"\u007b\u007bsecret:");
+            i += OPEN.len();
+        } else {
+            out.push(json[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 fn encode(s: &str) -> String {
@@ -123,9 +143,14 @@ impl Request {
             }
         }
     }
-    /// A JSON body.
+    /// A JSON body. Data is never a template: a `{{secret:` inside a JSON
+    /// string (alert text copied into a ticket, say) is written as
+    /// `\u007b\u007bsecret:`, which the vendor decodes to the same text but
+    /// the host does not substitute. Outside strings the sequence cannot
+    /// occur in JSON, so the replacement is exact.
     pub fn json<T: Serialize>(mut self, body: &T) -> Self {
-        self.raw.body = Some(serde_json::to_vec(body).expect("JSON bodies serialize"));
+        let bytes = serde_json::to_vec(body).expect("JSON bodies serialize");
+        self.raw.body = Some(escape_placeholders(&bytes));
         self.header("content-type", "application/json")
     }
     /// A form body (`application/x-www-form-urlencoded`).
@@ -285,4 +310,34 @@ pub fn paginate<T>(
         pages += 1;
     }
     Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_in_json_data_are_escaped_but_decode_unchanged() {
+        let text = "alert says {{secret:JIRA_BASIC}} and {{other}}";
+        let r = post("https://x.example/").json(&serde_json::json!({ "description": text }));
+        let body = r.raw.body.clone().unwrap();
+        assert!(
+            !body.windows(9).any(|w| w == b"{{secret:"),
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        let back: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(back["description"], text);
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        let r = get("https://x.example/a")
+            .query("q", "{{secret:K}} & =")
+            .query_secret("key", "K");
+        assert_eq!(
+            r.url(),
+            "https://x.example/a?q=%7B%7Bsecret%3AK%7D%7D%20%26%20%3D&key={{secret:K}}"
+        );
+    }
 }

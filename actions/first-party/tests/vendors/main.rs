@@ -4,5 +4,9 @@
 //! loopback and trusted through an extra root, as an operator would for a
 //! mirror), so the grant is exactly the manifest's least-privilege request.
 
+mod abuseipdb;
+mod http;
+mod jira;
+mod slack;
 mod support;
 mod virustotal;

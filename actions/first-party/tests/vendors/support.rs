@@ -26,17 +26,31 @@ impl Vendor {
     /// Start `router` as `host` and bind the first-party package `name`,
     /// signed by a first-party key and verified against a policy trusting it.
     pub async fn start(name: &str, host: &str, router: Router, secrets: &[(&str, &str)]) -> Vendor {
-        let peer = Peer::start_tls(router, &[host]).await;
         let key = SigningKey::generate().unwrap().0;
         let bytes = allama_first_party::package(allama_first_party::get(name), &key)
             .expect("package builds");
+        Self::start_package(name, "allama", &key, bytes, host, router, secrets).await
+    }
+
+    /// Like [`Vendor::start`] for a package built elsewhere (an operator's
+    /// re-packaging), signed by `key` for `publisher`.
+    pub async fn start_package(
+        name: &str,
+        publisher: &str,
+        key: &SigningKey,
+        bytes: Vec<u8>,
+        host: &str,
+        router: Router,
+        secrets: &[(&str, &str)],
+    ) -> Vendor {
+        let peer = Peer::start_tls(router, &[host]).await;
         let mut policy = TrustPolicy {
             require_signatures: true,
             ..Default::default()
         };
         policy
             .publishers
-            .insert("allama".into(), vec![key.public_key()]);
+            .insert(publisher.into(), vec![key.public_key()]);
         let verified = Package::open(&bytes, &format!("{name}.allama"), &policy)
             .expect("first-party package verifies");
         let config = RuntimeConfig {
