@@ -39,6 +39,9 @@ pub struct Args {
     /// Also append audit records to this file, as JSON lines.
     #[arg(long)]
     audit_log: Option<PathBuf>,
+    /// Show output values the package marks sensitive (masked by default).
+    #[arg(long)]
+    show_sensitive: bool,
     /// Print the whole report as JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -73,6 +76,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     };
     let bytes = std::fs::read(&args.component)
         .with_context(|| format!("could not read {}", args.component.display()))?;
+    let mut sensitive: Vec<String> = Vec::new();
     let (wasm, grant, default_name) = if allama_package::looks_like_package(&bytes) {
         let policy = crate::package_cmd::load_policy(args.trust.as_deref())?;
         let origin = args.component.display().to_string();
@@ -93,6 +97,11 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             );
         }
         let grant = pkg.effective_grant(grant.as_ref())?;
+        sensitive = pkg
+            .manifest
+            .action(&args.action)
+            .map(|a| a.sensitive.clone())
+            .unwrap_or_default();
         (pkg.file.component, grant, pkg.manifest.name)
     } else {
         if args.trust.is_some() {
@@ -150,7 +159,17 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         },
     )?;
     let ctx = StepContext::adhoc(&args.action);
-    let report = rt.block_on(package.run(&args.action, &input, &ctx));
+    let mut report = rt.block_on(package.run(&args.action, &input, &ctx));
+    if !args.show_sensitive {
+        if let Ok(output) = &mut report.outcome {
+            let masked = allama_package::mask_sensitive(output, &sensitive);
+            if masked > 0 && !args.json {
+                eprintln!(
+                    "({masked} value(s) the package marks sensitive are masked; --show-sensitive shows them)"
+                );
+            }
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

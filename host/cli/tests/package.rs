@@ -40,6 +40,7 @@ description = "Echo and HTTP probes"
 name = "echo"
 description = "Returns its input"
 input = "schemas/echo.json"
+sensitive = ["/token"]
 
 [[actions]]
 name = "kv-set"
@@ -158,7 +159,7 @@ fn inspect_speaks_plainly_and_shows_trust() {
         "may send secret VENDOR_KEY to https://api.vendor.example only; may not reveal it",
         "may store up to 10 keys",
         "each step: 64 MiB memory; 10 s",
-        "echo — Returns its input [input schema]",
+        "echo — Returns its input [input schema; masks /token]",
     ] {
         assert!(out.contains(phrase), "missing `{phrase}`:\n{out}");
     }
@@ -310,4 +311,42 @@ fn build_refuses_bad_input_with_the_place_at_fault() {
         "{}",
         all_output(&o)
     );
+}
+
+#[test]
+fn outputs_marked_sensitive_are_masked_unless_asked() {
+    let kit = Kit::new();
+    let input = r#"{"token":"tok-123","ip":"203.0.113.7"}"#;
+    let o = kit.run(&["action", "run", "caps.allama", "echo", "--input", input]);
+    let out = ok(&o);
+    assert!(
+        out.contains(r#""token": "[sensitive]""#)
+            && out.contains("203.0.113.7")
+            && !out.contains("tok-123"),
+        "{out}"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("1 value(s) the package marks sensitive are masked")
+    );
+    let json = ok(&kit.run(&[
+        "action",
+        "run",
+        "caps.allama",
+        "echo",
+        "--input",
+        input,
+        "--json",
+    ]));
+    assert!(!json.contains("tok-123"), "{json}");
+    let shown = ok(&kit.run(&[
+        "action",
+        "run",
+        "caps.allama",
+        "echo",
+        "--input",
+        input,
+        "--show-sensitive",
+    ]));
+    assert!(shown.contains("tok-123"), "{shown}");
 }

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use allama_grant::{Grant, GrantError};
 
 pub use file::{PackageFile, PackageView, looks_like_package};
-pub use manifest::{Action, Manifest};
+pub use manifest::{Action, MASK, Manifest, mask_sensitive};
 pub use sign::{PublicKey, SigningKey};
 pub use trust::TrustPolicy;
 

@@ -203,6 +203,23 @@ pub fn is_safe_relative_path(path: &str) -> bool {
             .all(|seg| !seg.is_empty() && seg != ".." && seg != ".")
 }
 
+/// What a masked value is replaced with.
+pub const MASK: &str = "[sensitive]";
+
+/// Replace the values at `pointers` (JSON pointers; `""` is the whole
+/// document) with [`MASK`]; returns how many were masked. Pointers that do
+/// not resolve are skipped: an optional field may be absent.
+pub fn mask_sensitive(value: &mut serde_json::Value, pointers: &[String]) -> usize {
+    let mut n = 0;
+    for p in pointers {
+        if let Some(v) = value.pointer_mut(p) {
+            *v = serde_json::Value::String(MASK.into());
+            n += 1;
+        }
+    }
+    n
+}
+
 impl Manifest {
     /// Parse and validate `src`. Schema files are read through `files`; every
     /// error names `origin`, the line, the column and the key.

@@ -512,3 +512,23 @@ fn the_manifest_schema_documents_every_section() {
         assert!(text.contains(needle), "schema lacks {needle}");
     }
 }
+
+#[test]
+fn sensitive_values_are_masked_by_pointer() {
+    let mut v = serde_json::json!({"data": {"attributes": {"whois": "Registrant: Alice", "score": 3}}, "list": [1, {"k": "s"}]});
+    let n = manifest::mask_sensitive(
+        &mut v,
+        &[
+            "/data/attributes/whois".into(),
+            "/list/1/k".into(),
+            "/absent".into(),
+        ],
+    );
+    assert_eq!(n, 2);
+    assert_eq!(v["data"]["attributes"]["whois"], manifest::MASK);
+    assert_eq!(v["data"]["attributes"]["score"], 3);
+    assert_eq!(v["list"][1]["k"], manifest::MASK);
+    let mut whole = serde_json::json!({"token": "x"});
+    assert_eq!(manifest::mask_sensitive(&mut whole, &["".into()]), 1);
+    assert_eq!(whole, serde_json::json!(manifest::MASK));
+}

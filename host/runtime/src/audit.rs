@@ -57,7 +57,8 @@ impl AuditEvent {
             AuditEvent::Secrets(e) => e.is_denial(),
             AuditEvent::Kv(e) => e.is_denial(),
             AuditEvent::Log(_) => false,
-            AuditEvent::Wasi(_) => true,
+            // Reading the (empty) environment refuses nothing; Python reads it every step.
+            AuditEvent::Wasi(e) => !matches!(e, WasiEvent::Environment),
             AuditEvent::Limit(_) => true,
         }
     }

@@ -426,6 +426,92 @@ mod tests {
         assert!(substitute("{{secret:K", &secrets).is_err());
     }
 
+    fn dispatch(name: &str, _input: &str, _ctx: &Context) -> Result<String> {
+        match name {
+            "pages" => {
+                let items = crate::http::paginate(
+                    crate::http::get("https://api.example.com/items"),
+                    10,
+                    |resp| {
+                        let body: serde_json::Value = resp.json()?;
+                        let items = body["data"].as_array().cloned().unwrap_or_default();
+                        let next = body["meta"]["next_cursor"].as_str().map(|c| {
+                            crate::http::get("https://api.example.com/items").query("cursor", c)
+                        });
+                        Ok((items, next))
+                    },
+                )?;
+                Ok(serde_json::to_string(&items).unwrap())
+            }
+            _ => {
+                let r = crate::http::get("https://api.example.com/thing")
+                    .auth(crate::http::bearer("TOKEN"))
+                    .send()?;
+                Ok(serde_json::json!({"status": r.status, "body": r.text()}).to_string())
+            }
+        }
+    }
+
+    #[test]
+    fn paginate_follows_cursors_to_the_end() {
+        let host = MockHost::new()
+            .on(
+                "GET",
+                "https://api.example.com/items?cursor=2",
+                Reply::json(
+                    200,
+                    serde_json::json!({"data": [3], "meta": {"next_cursor": null}}),
+                ),
+            )
+            .on(
+                "GET",
+                "https://api.example.com/items?cursor=1",
+                Reply::json(
+                    200,
+                    serde_json::json!({"data": [2], "meta": {"next_cursor": "2"}}),
+                ),
+            )
+            .on(
+                "GET",
+                "https://api.example.com/items",
+                Reply::json(
+                    200,
+                    serde_json::json!({"data": [1], "meta": {"next_cursor": "1"}}),
+                ),
+            );
+        let out = host.run(dispatch, "pages", serde_json::json!({})).unwrap();
+        assert_eq!(out, serde_json::json!([1, 2, 3]));
+        assert_eq!(host.requests().len(), 3);
+    }
+
+    #[test]
+    fn recorded_exchanges_replay_and_secrets_are_scrubbed() {
+        let recording = r#"[{"method": "GET", "url": "https://api.example.com/thing",
+            "reply": {"status": 200, "headers": [["content-type", "text/plain"]], "body": "token was s3cr3t"}}]"#;
+        let host = MockHost::new()
+            .secret("TOKEN", "s3cr3t")
+            .exchanges_json(recording)
+            .unwrap();
+        let out = host.run(dispatch, "thing", serde_json::json!({})).unwrap();
+        assert_eq!(out["status"], 200);
+        assert_eq!(out["body"], "token was [REDACTED:TOKEN]");
+        assert_eq!(
+            host.requests()[0].header("authorization"),
+            Some("Bearer s3cr3t")
+        );
+        assert!(MockHost::new().exchanges_json("{not json").is_err());
+        // Unmatched requests are a clear error, not a hang.
+        let e = MockHost::new()
+            .secret("TOKEN", "x")
+            .run(dispatch, "thing", serde_json::json!({}))
+            .unwrap_err();
+        assert!(
+            e.message
+                .contains("no mocked exchange matches GET https://api.example.com/thing"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn url_patterns() {
         assert!(url_matches("https://a/x", "https://a/x?q=1"));

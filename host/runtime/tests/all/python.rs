@@ -91,14 +91,13 @@ fn action_error(r: &StepReport) -> (&ActionErrorKind, &str, bool) {
     }
 }
 
-/// componentize-py's runtime reads the (empty) environment on every call;
-/// the host audits that as a WASI denial. Anything else is a real denial.
+/// Every denial in a step. componentize-py's runtime reads the (empty)
+/// environment on every call: that is audited, but it is not a denial.
 fn denials_besides_environment(r: &StepReport) -> Vec<Value> {
     r.audit
         .iter()
         .filter(|a| a.event.is_denial())
         .map(|a| event_json(&a.event))
-        .filter(|e| !(e["capability"] == "wasi" && e["event"] == "environment"))
         .collect()
 }
 
