@@ -160,16 +160,15 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     )?;
     let ctx = StepContext::adhoc(&args.action);
     let mut report = rt.block_on(package.run(&args.action, &input, &ctx));
-    if !args.show_sensitive {
-        if let Ok(output) = &mut report.outcome {
-            let masked = allama_package::mask_sensitive(output, &sensitive);
-            if masked > 0 && !args.json {
-                eprintln!(
-                    "({masked} value(s) the package marks sensitive are masked; --show-sensitive shows them)"
-                );
-            }
+    if let (false, Ok(output)) = (args.show_sensitive, &mut report.outcome) {
+        let masked = allama_package::mask_sensitive(output, &sensitive);
+        if masked > 0 && !args.json {
+            eprintln!(
+                "({masked} value(s) the package marks sensitive are masked; --show-sensitive shows them)"
+            );
         }
     }
+
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
