@@ -38,6 +38,9 @@ const MAX_URL_BYTES: usize = 16 * 1024;
 const MAX_HEADERS: usize = 100;
 const MAX_HEADER_VALUE_BYTES: usize = 16 * 1024;
 const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// Most secret placeholders in one request: substitution happens in host
+/// memory, outside the guest's limits, so it must stay small.
+const MAX_PLACEHOLDERS: usize = 32;
 
 /// Per-step state of the http capability.
 pub struct HttpStep {
@@ -145,6 +148,34 @@ fn secret_forms(value: &SecretValue) -> Vec<Vec<u8>> {
         }
     }
     forms
+}
+
+/// Every form of every granted secret with its mark, longest first, so a
+/// secret that is part of another is never scrubbed before the longer one.
+fn scrub_marks(secrets: &[(String, SecretValue)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut marks: Vec<(Vec<u8>, Vec<u8>)> = secrets
+        .iter()
+        .filter(|(_, v)| !v.expose().is_empty())
+        .flat_map(|(name, v)| {
+            let mark = format!("[REDACTED:{name}]").into_bytes();
+            secret_forms(v).into_iter().map(move |f| (f, mark.clone()))
+        })
+        .collect();
+    marks.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    marks
+}
+
+fn scrub(mut bytes: Vec<u8>, marks: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    for (form, mark) in marks {
+        if let Some(b) = replace_all(&bytes, form, mark) {
+            bytes = b;
+        }
+    }
+    bytes
+}
+
+fn scrub_text(text: &str, marks: &[(Vec<u8>, Vec<u8>)]) -> String {
+    String::from_utf8_lossy(&scrub(text.as_bytes().to_vec(), marks)).into_owned()
 }
 
 /// Why a request did not complete, before it becomes an `HttpError`.
@@ -258,6 +289,12 @@ impl HttpStep {
         let body_has_secret = !body_secrets.is_empty();
         names.extend(in_query.iter().map(|p| p.name.clone()));
         names.extend(body_secrets.into_iter().map(|p| p.name));
+        if names.len() > MAX_PLACEHOLDERS {
+            return Err(self.invalid(format!(
+                "{} secret placeholders; the most in one request is {MAX_PLACEHOLDERS}",
+                names.len()
+            )));
+        }
 
         // Each secret must be granted toward this destination.
         for name in names {
@@ -375,11 +412,13 @@ impl HttpStep {
             }
             let resp = match tokio::time::timeout_at(deadline.into(), rb.send()).await {
                 Err(_) => return Err(timeout("no response in time from")),
-                Ok(Err(e)) => return Err(self.transport_error(&e)),
+                Ok(Err(e)) => return Err(self.transport_error(e)),
                 Ok(Ok(r)) => r,
             };
             let location = resp.headers().get(LOCATION).cloned();
-            let Some(location) = location.filter(|_| resp.status().is_redirection()) else {
+            // Only the redirects whose semantics are defined; 300/304/305/306 are answers.
+            let follow = matches!(resp.status().as_u16(), 301 | 302 | 303 | 307 | 308);
+            let Some(location) = location.filter(|_| follow) else {
                 break resp;
             };
             if *redirects >= self.cap.grant.max_redirects {
@@ -393,16 +432,18 @@ impl HttpStep {
             })?;
             let next = current.join(loc).map_err(|e| {
                 Refusal::Failed(HttpError::Connection(format!(
-                    "{}, http: a redirect to `{}` is not a valid URL: {e}",
+                    "{}, http: a redirect from {} has an invalid Location: {e}",
                     self.env.who(),
-                    clip(loc, 200)
+                    origin_of(&current)
                 )))
             })?;
+            // Name the redirect's target by origin only: its path and query
+            // may carry a substituted secret.
             let hop = |why: String| {
                 Refusal::Denied(format!(
                     "redirect from {} to {}: {why}",
                     origin_of(&current),
-                    clip(next.as_str(), 300)
+                    origin_of(&next)
                 ))
             };
             match self.check_destination(&next) {
@@ -426,16 +467,15 @@ impl HttpStep {
                 });
             }
             let status = resp.status().as_u16();
-            let keeps_body = matches!(status, 307 | 308);
-            if !keeps_body && (status == 303 || method == Method::Post) {
+            // 303 turns into GET (HEAD stays HEAD); 301/302 turn POST into
+            // GET, as clients do; everything else keeps method and body.
+            if (status == 303 && method != Method::Head)
+                || (matches!(status, 301 | 302) && method == Method::Post)
+            {
                 method = Method::Get;
                 body.clear();
             }
-            if keeps_body
-                && body_has_secret
-                && !body.is_empty()
-                && origin_of(&next) != origin_of(&current)
-            {
+            if body_has_secret && !body.is_empty() && origin_of(&next) != origin_of(&current) {
                 return Err(hop(
                     "it would resend a body carrying secrets to another origin".into(),
                 ));
@@ -477,7 +517,7 @@ impl HttpStep {
         loop {
             match tokio::time::timeout_at(deadline.into(), resp.chunk()).await {
                 Err(_) => return Err(timeout("the response body did not arrive in time from")),
-                Ok(Err(e)) => return Err(self.transport_error(&e)),
+                Ok(Err(e)) => return Err(self.transport_error(e)),
                 Ok(Ok(None)) => break,
                 Ok(Ok(Some(chunk))) => {
                     if body_in.len() as u64 + chunk.len() as u64 > cap {
@@ -488,22 +528,18 @@ impl HttpStep {
             }
         }
 
-        // A vendor that echoes the request must not hand a secret back.
-        for (name, value) in sent.iter() {
-            let mark = format!("[REDACTED:{name}]");
-            for form in secret_forms(value) {
-                if let Some(b) = replace_all(&body_in, &form, mark.as_bytes()) {
-                    body_in = b;
-                }
-                for (_, v) in headers_out.iter_mut() {
-                    if let Some(b) = replace_all(v.as_bytes(), &form, mark.as_bytes()) {
-                        *v = String::from_utf8_lossy(&b).into_owned();
-                    }
-                }
-            }
+        // A vendor that echoes a request, or stored what another request
+        // sent, must not hand a secret back: scrub every granted secret.
+        let marks = scrub_marks(&self.cap.secrets.granted_values());
+        body_in = scrub(body_in, &marks);
+        for (_, v) in headers_out.iter_mut() {
+            *v = scrub_text(v, &marks);
         }
         if *redirects > 0 {
-            *final_url = Some(current);
+            // The query may hold a substituted secret: never record it.
+            let mut shown = current;
+            shown.set_query(None);
+            *final_url = Some(shown);
         }
         Ok(Response {
             status,
@@ -512,7 +548,9 @@ impl HttpStep {
         })
     }
 
-    fn transport_error(&self, e: &reqwest::Error) -> Refusal {
+    fn transport_error(&self, e: reqwest::Error) -> Refusal {
+        // reqwest's message ends with the URL, query (and secrets) included.
+        let e = &e.without_url();
         if let Some(d) = find_address_denial(e) {
             return Refusal::Denied(d.to_string());
         }
@@ -549,6 +587,19 @@ impl HttpStep {
             )
             .await;
         let duration_us = started.elapsed().as_micros() as u64;
+        // Whatever a message quotes (a vendor's error text, a redirect), no
+        // secret value leaves through it.
+        let marks = scrub_marks(&self.cap.secrets.granted_values());
+        let result = result.map_err(|r| match r {
+            Refusal::Denied(m) => Refusal::Denied(scrub_text(&m, &marks)),
+            Refusal::Failed(e) => Refusal::Failed(match e {
+                HttpError::Denied(m) => HttpError::Denied(scrub_text(&m, &marks)),
+                HttpError::InvalidRequest(m) => HttpError::InvalidRequest(scrub_text(&m, &marks)),
+                HttpError::Timeout(m) => HttpError::Timeout(scrub_text(&m, &marks)),
+                HttpError::Connection(m) => HttpError::Connection(scrub_text(&m, &marks)),
+                other => other,
+            }),
+        });
         match result {
             Ok(resp) => {
                 self.env.audit.emit(AuditEvent::Http(HttpEvent::Request {

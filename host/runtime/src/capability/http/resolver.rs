@@ -61,11 +61,13 @@ impl NameResolver for StaticResolver {
     }
 }
 
-/// A resolved address the grant does not allow. Found in reqwest's error
+/// A resolved address the grant does not allow. The message does not show
+/// the address: under a wildcard grant it would let a component map
+/// internal names. Found in reqwest's error
 /// chain and turned into a `denied` error.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
-    "host {name} resolved to {addr}, a {class} address; grant it by name under http.allow_private to allow it"
+    "host {name} resolved to a {class} address; grant it by name under http.allow_private to allow it"
 )]
 pub struct AddressDenied {
     /// The name looked up.

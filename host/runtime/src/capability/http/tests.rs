@@ -74,7 +74,7 @@ async fn the_resolver_refuses_private_answers_for_public_grants() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, HttpError::Denied(m) if m.contains("resolved to 10.1.2.3") && m.contains("private")),
+        matches!(&e, HttpError::Denied(m) if m.contains("resolved to a private") && !m.contains("10.1.2.3")),
         "{e:?}"
     );
     assert_eq!(events(&sink.records())[0]["event"], "denied");
@@ -291,4 +291,106 @@ fn bad_extra_roots_are_refused_at_start() {
     .expect("refused");
     assert!(err.contains("certificate #1"), "{err}");
     assert!(Network::new(r, &Default::default(), &["".into()]).is_err());
+}
+
+/// A peer and a step whose grant allows it and grants secrets toward it.
+async fn granted(
+    secrets: &[(&str, &str)],
+    router: Router,
+    extra: &str,
+) -> (Peer, HttpStep, Arc<crate::audit::MemoryAuditSink>) {
+    let peer = Peer::start(router).await;
+    let port = peer.addr().port();
+    let mut g = format!("[http]\nallow_private = [\"http://127.0.0.1:{port}\"]\n{extra}\n");
+    for (name, _) in secrets {
+        g.push_str(&format!(
+            "[secrets.{name}]\nhosts = [\"http://127.0.0.1:{port}\"]\n"
+        ));
+    }
+    let (s, sink) = step(&g, secrets, Arc::new(SystemResolver));
+    (peer, s, sink)
+}
+
+#[tokio::test]
+async fn connection_errors_never_quote_a_substituted_secret() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let g = format!(
+        "[http]\nallow_private = [\"http://127.0.0.1:{port}\"]\n[secrets.K]\nhosts = [\"http://127.0.0.1:{port}\"]"
+    );
+    let (mut s, sink) = step(&g, &[("K", "sup3rs3cret")], Arc::new(SystemResolver));
+    let e = s
+        .send_request(get(&format!(
+            "http://127.0.0.1:{port}/x?k={{{{secret:K}}}}"
+        )))
+        .await
+        .unwrap_err();
+    let text = format!("{e:?} {}", serde_json::to_string(&sink.records()).unwrap());
+    assert!(!text.contains("sup3rs3cret"), "{text}");
+}
+
+#[tokio::test]
+async fn a_302_never_carries_a_secret_body_to_another_origin() {
+    let collector = Peer::start(Router::any(|_| Reply::text(200, "got it"))).await;
+    let target = collector.url("/collect");
+    let vendor = Peer::start(Router::any(move |_| Reply::redirect(302, &target))).await;
+    let (vp, cp) = (vendor.addr().port(), collector.addr().port());
+    let g = format!(
+        "[http]\nallow_private = [\"http://127.0.0.1:{vp}\", \"http://127.0.0.1:{cp}\"]\n[secrets.K]\nhosts = [\"http://127.0.0.1:{vp}\"]"
+    );
+    let (mut s, _) = step(&g, &[("K", "v")], Arc::new(SystemResolver));
+    for method in [Method::Put, Method::Patch, Method::Delete] {
+        let r = Request {
+            method,
+            body: Some(b"{\"x\":\"{{secret:K}}\"}".to_vec()),
+            ..get(&vendor.url("/r"))
+        };
+        let e = s.send_request(r).await.unwrap_err();
+        assert!(
+            matches!(&e, HttpError::Denied(m) if m.contains("body carrying secrets")),
+            "{method:?}: {e:?}"
+        );
+    }
+    assert_eq!(collector.request_count(), 0);
+}
+
+#[tokio::test]
+async fn too_many_placeholders_are_refused_before_substitution() {
+    let (peer, mut s, _) =
+        granted(&[("K", "v")], Router::any(|_| Reply::text(200, "ok")), "").await;
+    let mut r = get(&peer.url("/"));
+    r.body = Some("{{secret:K}}".repeat(33).into_bytes());
+    assert!(
+        matches!(s.send_request(r).await, Err(HttpError::InvalidRequest(m)) if m.contains("33 secret placeholders"))
+    );
+    assert_eq!(peer.request_count(), 0);
+}
+
+#[tokio::test]
+async fn every_granted_secret_is_scrubbed_longest_first() {
+    // The vendor's answer holds secrets this request never sent (stored by an
+    // earlier one), one of them containing the other.
+    let (peer, mut s, _) = granted(
+        &[("TOKEN", "tok-123"), ("BASIC", "user:tok-123")],
+        Router::any(|_| Reply::text(200, "stored: user:tok-123 and tok-123")),
+        "",
+    )
+    .await;
+    let resp = s.send_request(get(&peer.url("/read-back"))).await.unwrap();
+    assert_eq!(
+        String::from_utf8(resp.body).unwrap(),
+        "stored: [REDACTED:BASIC] and [REDACTED:TOKEN]"
+    );
+}
+
+#[tokio::test]
+async fn only_defined_redirects_are_followed() {
+    let (peer, mut s, _) =
+        granted(&[], Router::any(|_| Reply::redirect(300, "/elsewhere")), "").await;
+    let resp = s.send_request(get(&peer.url("/"))).await.unwrap();
+    assert_eq!(resp.status, 300);
+    assert_eq!(peer.request_count(), 1);
 }

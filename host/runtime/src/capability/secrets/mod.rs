@@ -164,6 +164,15 @@ impl Secrets {
         self.value(name)
     }
 
+    /// Every granted secret that has a value, for scrubbing responses and
+    /// messages (values never leave the host through http).
+    pub(crate) fn granted_values(&self) -> Vec<(String, SecretValue)> {
+        self.grants
+            .keys()
+            .filter_map(|n| self.store.get(n).map(|v| (n.clone(), v)))
+            .collect()
+    }
+
     /// Whether `name` may be sent to `url` (without fetching the value).
     pub fn may_send(&self, name: &str, url: &url::Url) -> bool {
         self.grants.get(name).is_some_and(|g| g.may_send_to(url))
