@@ -348,7 +348,6 @@ fn status_error(method: &str, url: &str, resp: &http::Response) -> Error {
 /// before the secret's placeholder (which the SDK has no helper for).
 enum Credential {
     Handle(http::Auth),
-    Prefixed(String),
 }
 
 fn request(input: HttpRequest, _ctx: &Context) -> Result<HttpResponse> {
@@ -412,7 +411,7 @@ fn request(input: HttpRequest, _ctx: &Context) -> Result<HttpResponse> {
                         return Err(invalid("`auth.header.prefix` is empty".into()));
                     }
                     checked_header_value(&name, p)?;
-                    Credential::Prefixed(format!("{p} {{{{secret:{secret}}}}}"))
+                    Credential::Handle(http::prefixed(&name, p, secret))
                 }
             };
             Some((name, credential))
@@ -448,7 +447,6 @@ fn request(input: HttpRequest, _ctx: &Context) -> Result<HttpResponse> {
     }
     match auth {
         Some((_, Credential::Handle(a))) => req = req.auth(a),
-        Some((name, Credential::Prefixed(value))) => req = req.header(&name, &value),
         None => {}
     }
     if let Some(j) = &input.json {

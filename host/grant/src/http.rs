@@ -402,6 +402,21 @@ impl HttpGrant {
                     });
                 }
             }
+            // A name granted private access is vouched for on its own scheme
+            // and port only: the resolver cannot tell ports apart, so any
+            // other use of that name is refused rather than let through.
+            if let Host::Domain(name) = host {
+                let vouched = self.allow_private.iter().any(
+                    |r| matches!(&r.host, HostPattern::Exact(n) if n.eq_ignore_ascii_case(name)),
+                );
+                if vouched {
+                    return Err(Denial::NotAllowed {
+                        host: host_str,
+                        port,
+                        scheme: scheme.as_str().to_owned(),
+                    });
+                }
+            }
             if !self.allow.iter().any(|rule| rule.allows(url)) {
                 return Err(Denial::NotAllowed {
                     host: host_str,
@@ -667,6 +682,35 @@ impl RawHttp {
             max_redirects: max_redirects as u32,
             rate_limit_wait: Duration::from_millis(rate_limit_wait_ms),
         })
+    }
+}
+
+#[cfg(test)]
+mod private_name_tests {
+    use super::*;
+
+    #[test]
+    fn a_private_name_is_reachable_only_on_its_own_scheme_and_port() {
+        let g = crate::Grant::from_toml_str(
+            "[http]\nallow = [\"https://*.corp.example\"]\nallow_private = [\"http://jira.corp.example:8080\"]",
+            "g.toml",
+        )
+        .unwrap()
+        .http;
+        let ok = Url::parse("http://jira.corp.example:8080/rest").unwrap();
+        assert!(g.check_url(&ok).unwrap().private_ok);
+        for other in [
+            "https://jira.corp.example/",
+            "http://jira.corp.example:9090/",
+        ] {
+            assert!(g.check_url(&Url::parse(other).unwrap()).is_err(), "{other}");
+        }
+        // Other names under the wildcard are unaffected.
+        assert!(
+            !g.check_url(&Url::parse("https://wiki.corp.example/").unwrap())
+                .unwrap()
+                .private_ok
+        );
     }
 }
 

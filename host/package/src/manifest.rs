@@ -264,6 +264,20 @@ impl Manifest {
                 ),
             )
         })?;
+        let no_controls = |text: &str, key: &str| -> Result<(), GrantError> {
+            if text.chars().any(char::is_control) || text.len() > 1024 {
+                return Err(doc.error(
+                    None,
+                    key,
+                    "must be one line of at most 1024 bytes without control characters (operators read it in `allama package inspect`)",
+                ));
+            }
+            Ok(())
+        };
+        no_controls(&p.description, "package.description")?;
+        for (i, a) in raw.actions.iter().enumerate() {
+            no_controls(&a.description, &format!("actions[{i}].description"))?;
+        }
         if raw.actions.is_empty() {
             return Err(doc.error(
                 None,
@@ -335,7 +349,10 @@ impl Manifest {
             let mut sensitive = Vec::new();
             for (j, ptr) in a.sensitive.into_iter().enumerate() {
                 let p = ptr.get_ref();
-                if !(p.is_empty() || p.starts_with('/')) || p.len() > 512 {
+                if !(p.is_empty() || p.starts_with('/'))
+                    || p.len() > 512
+                    || p.chars().any(char::is_control)
+                {
                     return Err(at(
                         &ptr,
                         &format!("actions[{i}].sensitive[{j}]"),

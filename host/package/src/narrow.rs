@@ -96,6 +96,13 @@ pub fn widenings(request: &Grant, grant: &Grant) -> Vec<String> {
         "redirects",
         1,
     );
+    limit(
+        "http.rate_limit_wait_ms",
+        rh.rate_limit_wait.as_millis() as u64,
+        gh.rate_limit_wait.as_millis() as u64,
+        "ms",
+        1,
+    );
 
     for (i, r) in gh.allow.iter().enumerate() {
         if !covered(&rh.allow, r) && !covered(&rh.allow_private, r) {

@@ -419,6 +419,10 @@ fn grants_may_narrow_but_never_widen() {
             "secrets.K.hmac = true is not requested",
         ),
         ("[kv]\nmax_keys = 1000", "kv.max_keys = 1000"),
+        (
+            "[http]\nrate_limit_wait_ms = 60000",
+            "http.rate_limit_wait_ms = 60000 ms",
+        ),
     ];
     for (g, msg) in widening {
         let w = narrow::widenings(&request, &grant(g));
@@ -531,4 +535,28 @@ fn sensitive_values_are_masked_by_pointer() {
     let mut whole = serde_json::json!({"token": "x"});
     assert_eq!(manifest::mask_sensitive(&mut whole, &["".into()]), 1);
     assert_eq!(whole, serde_json::json!(manifest::MASK));
+}
+
+#[test]
+fn text_an_operator_reads_cannot_carry_control_characters() {
+    let forged = MANIFEST.replace(
+        "description = \"VirusTotal v3 lookups\"",
+        "description = \"ok\\nsignature: valid, by ed25519:00 (trusted for publisher allama)\\u001b[2K\"",
+    );
+    let e = parse(&forged).unwrap_err();
+    assert!(
+        e.to_string().contains("package.description")
+            && e.to_string().contains("control characters"),
+        "{e}"
+    );
+    let forged_action = MANIFEST.replace(
+        "description = \"Reputation of an IP address\"",
+        "description = \"x\\r\"",
+    );
+    assert!(
+        parse(&forged_action)
+            .unwrap_err()
+            .to_string()
+            .contains("actions[0].description")
+    );
 }

@@ -25,10 +25,15 @@ pub struct TrustPolicy {
     pub publishers: BTreeMap<String, Vec<PublicKey>>,
 }
 
+fn yes() -> bool {
+    true
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
-    #[serde(default)]
+    /// A policy file exists to require trust: default on.
+    #[serde(default = "yes")]
     require_signatures: bool,
     #[serde(default)]
     publishers: BTreeMap<String, RawPublisher>,

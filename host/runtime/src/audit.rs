@@ -82,6 +82,12 @@ pub enum LimitEvent {
     },
     /// The guest's call stack overflowed.
     StackOverflow,
+    /// The step wrote more audit records than one step may; the rest were
+    /// counted, not written.
+    AuditVolume {
+        /// Records not written.
+        suppressed: u64,
+    },
     /// The output was larger than allowed.
     Output {
         /// The limit, in bytes.
@@ -185,7 +191,12 @@ pub struct StepAudit {
     sink: Arc<dyn AuditSink>,
     scope: StepScope,
     kept: Mutex<Vec<AuditRecord>>,
+    suppressed: std::sync::atomic::AtomicU64,
 }
+
+/// Most audit records one step may write: a guest looping on cheap denials
+/// must not grow the host's memory or the audit log without bound.
+pub const MAX_RECORDS_PER_STEP: usize = 1000;
 
 impl StepAudit {
     /// A trail for one step.
@@ -194,11 +205,31 @@ impl StepAudit {
             sink,
             scope,
             kept: Mutex::new(Vec::new()),
+            suppressed: Default::default(),
         }
     }
 
-    /// Record one event.
+    /// Record one event (past [`MAX_RECORDS_PER_STEP`], only counted).
     pub fn emit(&self, event: AuditEvent) {
+        if self.kept.lock().unwrap().len() >= MAX_RECORDS_PER_STEP {
+            self.suppressed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
+        self.write(event);
+    }
+
+    /// At the end of a step: one record saying how many were not written.
+    pub fn finish(&self) {
+        let n = self
+            .suppressed
+            .swap(0, std::sync::atomic::Ordering::Relaxed);
+        if n > 0 {
+            self.write(AuditEvent::Limit(LimitEvent::AuditVolume { suppressed: n }));
+        }
+    }
+
+    fn write(&self, event: AuditEvent) {
         let record = AuditRecord {
             at_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -333,6 +364,12 @@ impl std::fmt::Display for AuditEvent {
                     "limit: memory limit of {limit_bytes} bytes reached (asked for {requested_bytes})"
                 )
             }
+            AuditEvent::Limit(LimitEvent::AuditVolume { suppressed }) => {
+                write!(
+                    f,
+                    "limit: {suppressed} more audit records were counted, not written"
+                )
+            }
             AuditEvent::Limit(LimitEvent::StackOverflow) => {
                 f.write_str("limit: call stack overflowed")
             }
@@ -361,5 +398,36 @@ impl AuditEvent {
             }) => Some(*duration_us),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capability::wasi::WasiEvent;
+
+    #[test]
+    fn a_flood_of_events_is_bounded_and_counted() {
+        let sink = Arc::new(MemoryAuditSink::new());
+        let scope = StepScope {
+            package: "p".into(),
+            action: "a".into(),
+            run_id: "r".into(),
+            step_id: "s".into(),
+        };
+        let audit = StepAudit::new(sink.clone(), scope);
+        for _ in 0..MAX_RECORDS_PER_STEP + 500 {
+            audit.emit(AuditEvent::Wasi(WasiEvent::Socket {
+                protocol: "tcp".into(),
+            }));
+        }
+        audit.finish();
+        let records = sink.records();
+        assert_eq!(records.len(), MAX_RECORDS_PER_STEP + 1);
+        assert_eq!(
+            records.last().unwrap().event,
+            AuditEvent::Limit(LimitEvent::AuditVolume { suppressed: 500 })
+        );
+        assert_eq!(audit.take().len(), MAX_RECORDS_PER_STEP + 1);
     }
 }

@@ -4,8 +4,9 @@
 //! Loading precompiled code is `unsafe` in wasmtime because the file is
 //! trusted to be what wasmtime wrote. We write `<key>.cwasm` with a sidecar
 //! `<key>.sha256` of its bytes, written after it (rename makes both atomic),
-//! and check the hash before every load: a corrupt or truncated entry is
-//! detected, removed and rebuilt.
+//! and check the hash of the bytes we then load (not a reopened file): a
+//! corrupt or truncated entry is detected, removed and rebuilt. The
+//! directory is made private to the user (0700).
 
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
@@ -41,6 +42,13 @@ impl CodeCache {
     /// Use (and create) `dir` for `engine`'s compiled code.
     pub fn open(dir: &Path, engine: &Engine) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
+        // Compiled code is trusted once its checksum matches: keep the
+        // directory private to this user.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
         let mut h = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
         Ok(Self {
@@ -66,21 +74,24 @@ impl CodeCache {
         let sum = path.with_extension("sha256");
         let mut outcome = CacheOutcome::Compiled;
         if path.exists() {
-            let valid = match (std::fs::read(&path), std::fs::read_to_string(&sum)) {
-                (Ok(bytes), Ok(expected)) => sha256_hex(&bytes) == expected.trim(),
-                _ => false,
+            // Check and load the same bytes: reopening the file after the
+            // check would let it be swapped in between.
+            let verified = match (std::fs::read(&path), std::fs::read_to_string(&sum)) {
+                (Ok(bytes), Ok(expected)) if sha256_hex(&bytes) == expected.trim() => Some(bytes),
+                _ => None,
             };
-            if valid {
-                // SAFETY: the file's bytes match the hash we wrote beside it
+            match verified {
+                // SAFETY: these bytes match the hash we wrote beside them
                 // when wasmtime produced them for this engine configuration.
-                match unsafe { Component::deserialize_file(engine, &path) } {
+                Some(bytes) => match unsafe { Component::deserialize(engine, &bytes) } {
                     Ok(c) => return Ok((c, CacheOutcome::Hit)),
                     Err(e) => {
                         tracing::warn!(path = %path.display(), error = %e, "Cache entry refused by wasmtime; rebuilding.")
                     }
+                },
+                None => {
+                    tracing::warn!(path = %path.display(), "Cache entry failed its checksum; rebuilding.")
                 }
-            } else {
-                tracing::warn!(path = %path.display(), "Cache entry failed its checksum; rebuilding.");
             }
             let _ = std::fs::remove_file(&path);
             let _ = std::fs::remove_file(&sum);

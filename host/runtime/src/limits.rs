@@ -25,6 +25,8 @@ pub const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 /// The store's limiter.
 pub struct StepLimiter {
     memory_limit: u64,
+    /// Bytes of linear memory across every memory of the step.
+    used: u64,
     /// The first refused growth, if any.
     pub hit: Option<MemoryLimitHit>,
 }
@@ -34,6 +36,7 @@ impl StepLimiter {
     pub fn new(memory_limit: u64) -> Self {
         Self {
             memory_limit,
+            used: 0,
             hit: None,
         }
     }
@@ -42,18 +45,21 @@ impl StepLimiter {
 impl wasmtime::ResourceLimiter for StepLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired as u64 > self.memory_limit {
+        // The limit covers all of a step's memories together, not each one.
+        let total = self.used + (desired as u64).saturating_sub(current as u64);
+        if total > self.memory_limit {
             let hit = MemoryLimitHit {
                 limit: self.memory_limit,
-                requested: desired as u64,
+                requested: total,
             };
             self.hit.get_or_insert(hit);
             return Err(hit.into());
         }
+        self.used = total;
         Ok(true)
     }
 

@@ -116,6 +116,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StepData>) -> wasmtime::Result<(
     Ok(())
 }
 
+/// Longest action error message kept.
+const MAX_ERROR_MESSAGE: usize = 16 * 1024;
+
 /// After the deadline, how long the outer timeout waits for the in-Wasm
 /// deadline (which yields a cleaner error) before cancelling the call.
 const OUTER_GRACE: Duration = Duration::from_millis(20);
@@ -132,9 +135,19 @@ impl From<wit_types::ActionError> for StepError {
             ErrorKind::Denied => ActionErrorKind::Denied,
             ErrorKind::Internal => ActionErrorKind::Internal,
         };
+        // The message is the guest's: cap it like any output.
+        let mut message = e.message;
+        if message.len() > MAX_ERROR_MESSAGE {
+            let mut end = MAX_ERROR_MESSAGE;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push_str("… (truncated)");
+        }
         StepError::Action {
             kind,
-            message: e.message,
+            message,
             retryable: e.retryable,
         }
     }
@@ -283,6 +296,7 @@ impl Package {
                 cap_bytes: env.log.cap(),
             }));
         }
+        env.audit.finish();
         StepReport {
             package: self.name.clone(),
             action: action.to_string(),

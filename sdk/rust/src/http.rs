@@ -18,6 +18,8 @@ pub enum Auth {
     Basic(String),
     /// `<name>: <secret>`.
     Header(String, String),
+    /// `<name>: <prefix> <secret>` (e.g. Okta's `Authorization: SSWS <token>`).
+    Prefixed(String, String, String),
 }
 
 /// `Authorization: Bearer` with the secret `name`.
@@ -28,6 +30,12 @@ pub fn bearer(secret: &str) -> Auth {
 /// HTTP Basic with the secret `name`, which holds `user:password`.
 pub fn basic(secret: &str) -> Auth {
     Auth::Basic(secret.to_string())
+}
+
+/// `<header>: <prefix> <secret>`, e.g. `prefixed("authorization", "SSWS", "OKTA_TOKEN")`.
+/// The prefix is data: one holding `{{secret:` makes `send` fail.
+pub fn prefixed(header: &str, prefix: &str, secret: &str) -> Auth {
+    Auth::Prefixed(header.to_string(), prefix.to_string(), secret.to_string())
 }
 
 /// A vendor-specific header (`x-apikey`, `Key`, …) carrying the secret `name`.
@@ -45,6 +53,8 @@ fn placeholder(secret: &str) -> String {
 pub struct Request {
     raw: RawRequest,
     query: Vec<(String, String)>,
+    /// Set when data tried to become a template; `send` refuses.
+    problem: Option<String>,
 }
 
 fn request(method: &'static str, url: &str) -> Request {
@@ -57,6 +67,7 @@ fn request(method: &'static str, url: &str) -> Request {
             timeout_ms: None,
         },
         query: Vec::new(),
+        problem: None,
     }
 }
 
@@ -126,20 +137,42 @@ impl Request {
         self
     }
     /// Add a header.
+    /// Add a header. Its value is data, never a template: a value holding
+    /// `{{secret:` (say, from an alert) makes `send` fail; credentials go
+    /// through [`Request::auth`].
     pub fn header(mut self, name: &str, value: &str) -> Self {
+        if value.contains("{{secret:") {
+            self.problem = Some(format!(
+                "header `{name}` holds `{{{{secret:`; secrets go in headers only through auth()"
+            ));
+        }
+        self.credential_header(name, value)
+    }
+
+    fn credential_header(mut self, name: &str, value: &str) -> Self {
         self.raw.headers.push((name.to_string(), value.to_string()));
         self
     }
     /// Authenticate with a secret handle.
     pub fn auth(self, auth: Auth) -> Self {
         match auth {
-            Auth::Bearer(s) => self.header("authorization", &format!("Bearer {}", placeholder(&s))),
+            Auth::Bearer(s) => {
+                self.credential_header("authorization", &format!("Bearer {}", placeholder(&s)))
+            }
             Auth::Basic(s) => {
-                self.header("authorization", &format!("Basic {{{{secret:{s}|base64}}}}"))
+                self.credential_header("authorization", &format!("Basic {{{{secret:{s}|base64}}}}"))
+            }
+            Auth::Prefixed(name, prefix, s) => {
+                let mut r = self;
+                if prefix.contains("{{secret:") {
+                    r.problem = Some(format!("the prefix of header `{name}` holds `{{{{secret:`"));
+                }
+                let value = format!("{prefix} {}", placeholder(&s));
+                r.credential_header(&name, &value)
             }
             Auth::Header(name, s) => {
                 let value = placeholder(&s);
-                self.header(&name, &value)
+                self.credential_header(&name, &value)
             }
         }
     }
@@ -195,6 +228,9 @@ impl Request {
     /// Send it; any status is a [`Response`]. Host refusals and transport
     /// failures become typed errors.
     pub fn send(self) -> Result<Response> {
+        if let Some(problem) = &self.problem {
+            return Err(Error::invalid_input(problem.clone()));
+        }
         let raw = self.finish();
         let what = format!("{} {}", raw.method, raw.url);
         match backend::http_send(raw) {
@@ -328,6 +364,17 @@ mod tests {
         );
         let back: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(back["description"], text);
+    }
+
+    #[test]
+    fn a_header_value_from_data_cannot_name_a_secret() {
+        let r = get("https://x.example/").header("x-note", "see {{secret:VT_API_KEY}}");
+        let e = r.send().unwrap_err();
+        assert_eq!(e.kind, crate::ErrorKind::InvalidInput);
+        assert!(e.message.contains("header `x-note`"), "{e}");
+        // auth() still writes the handle.
+        let ok = get("https://x.example/").auth(bearer("TOKEN"));
+        assert_eq!(ok.raw.headers[0].1, "Bearer {{secret:TOKEN}}");
     }
 
     #[test]

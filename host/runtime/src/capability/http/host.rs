@@ -161,7 +161,7 @@ fn scrub_marks(secrets: &[(String, SecretValue)]) -> Vec<(Vec<u8>, Vec<u8>)> {
             secret_forms(v).into_iter().map(move |f| (f, mark.clone()))
         })
         .collect();
-    marks.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    marks.sort_by_key(|m| std::cmp::Reverse(m.0.len()));
     marks
 }
 

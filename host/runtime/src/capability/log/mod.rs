@@ -99,10 +99,12 @@ impl StepLog {
 
     /// Add a structured line; dropped whole if it does not fit.
     pub fn line(&self, level: Level, message: String, fields: Vec<(String, String)>) {
-        let size = message.len() as u64
+        // A fixed cost per line and per field: empty lines still take memory.
+        let size = 32
+            + message.len() as u64
             + fields
                 .iter()
-                .map(|(k, v)| (k.len() + v.len()) as u64)
+                .map(|(k, v)| 8 + (k.len() + v.len()) as u64)
                 .sum::<u64>();
         let mut inner = self.inner.lock().unwrap();
         if inner.used + size > self.cap {

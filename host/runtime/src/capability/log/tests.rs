@@ -2,16 +2,34 @@ use super::*;
 
 #[test]
 fn lines_and_raw_output_share_one_cap() {
-    let log = StepLog::new(20);
-    log.line(Level::Info, "0123456789".into(), vec![]);
-    log.write(Stream::Stdout, b"abcdefgh");
-    log.write(Stream::Stderr, b"XYZ");
-    log.line(Level::Warn, "dropped".into(), vec![]);
+    // A line costs 32 bytes plus its text (plus 8 per field).
+    let log = StepLog::new(50);
+    log.line(Level::Info, "0123456789".into(), vec![]); // 42
+    log.write(Stream::Stdout, b"abcdefgh"); // 50
+    log.write(Stream::Stderr, b"XYZ"); // no room
+    log.line(Level::Warn, "dropped".into(), vec![]); // 39, no room
     let out = log.take();
     assert_eq!(out.lines.len(), 1);
     assert_eq!(out.stdout, "abcdefgh");
-    assert_eq!(out.stderr, "XY");
-    assert_eq!(out.dropped_bytes, 1 + 7);
+    assert_eq!(out.stderr, "");
+    assert_eq!(out.dropped_bytes, 3 + 39);
+}
+
+#[test]
+fn empty_lines_are_not_free() {
+    let log = StepLog::new(100);
+    for _ in 0..10 {
+        log.line(
+            Level::Info,
+            String::new(),
+            vec![(String::new(), String::new())],
+        );
+    }
+    assert_eq!(
+        log.take().lines.len(),
+        2,
+        "each empty line with an empty field costs 40 bytes"
+    );
 }
 
 #[test]
