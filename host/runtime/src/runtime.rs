@@ -139,6 +139,10 @@ impl Package {
 
 /// Core module instances one component may create.
 const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+/// Linear memories one component may create (Rust: 1–2, Python: 1).
+const MAX_MEMORIES_PER_COMPONENT: u32 = 2;
+/// Tables one component may create (Python: 2).
+const MAX_TABLES_PER_COMPONENT: u32 = 8;
 
 fn pool_config(config: &RuntimeConfig) -> PoolingAllocationConfig {
     let n = config.max_concurrent_steps;
@@ -148,15 +152,18 @@ fn pool_config(config: &RuntimeConfig) -> PoolingAllocationConfig {
     // its emulation libraries, the adapter and shims. Either has up to two
     // memories and a few tables. The core-instance total is only a counter
     // (instance metadata is allocated on demand), so it is sized for every
-    // admitted step to be the largest component allowed.
+    // admitted step to be the largest component allowed. Every total is n ×
+    // the per-component maximum, so hostile steps can never use up slots
+    // that other admitted steps need; a component wanting more fails to
+    // instantiate with a typed error.
     pool.total_component_instances(n)
         .total_core_instances(n.saturating_mul(MAX_CORE_INSTANCES_PER_COMPONENT))
-        .total_memories(n * 2)
-        .total_tables(n * 8)
+        .total_memories(n.saturating_mul(MAX_MEMORIES_PER_COMPONENT))
+        .total_tables(n.saturating_mul(MAX_TABLES_PER_COMPONENT))
         .total_stacks(n)
         .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
-        .max_memories_per_component(4)
-        .max_tables_per_component(16)
+        .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
         .max_memory_size(config.max_memory_bytes as usize)
         // Reset only what was touched, and keep a small resident prefix:
         // the measured difference between ~35 µs and ~10 µs per step.
