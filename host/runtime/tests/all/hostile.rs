@@ -672,3 +672,26 @@ async fn a_component_without_the_action_export_is_refused_at_load() {
     );
     host.assert_still_serving().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_wanting_more_memories_than_a_pool_slot_is_refused_at_load() {
+    let host = Host::new();
+    let wat = r#"(component
+        (core module $m (memory 1) (memory 1) (memory 1))
+        (core instance (instantiate $m))
+    )"#;
+    let err = host
+        .runtime
+        .load("greedy", wat.as_bytes())
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(err, allama_runtime::LoadError::Compile { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("`greedy`") && err.to_string().contains("memor"),
+        "{err}"
+    );
+    host.assert_still_serving().await;
+}
