@@ -39,6 +39,13 @@ pub struct Args {
     /// Also append audit records to this file, as JSON lines.
     #[arg(long)]
     audit_log: Option<PathBuf>,
+    /// Where compiled components are cached (default: $ALLAMA_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/allama/compiled, else ~/.cache/allama/compiled).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Compile the component afresh, without the cache.
+    #[arg(long)]
+    no_cache: bool,
     /// Show output values the package marks sensitive (masked by default).
     #[arg(long)]
     show_sensitive: bool,
@@ -141,11 +148,29 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let config = RuntimeConfig {
+    let sink: Arc<dyn AuditSink> = Arc::new(Tee(sinks));
+    let cache_dir = if args.no_cache {
+        None
+    } else {
+        args.cache_dir.clone().or_else(default_cache_dir)
+    };
+    let config = |cache_dir| RuntimeConfig {
         max_concurrent_steps: 4,
+        cache_dir,
         ..RuntimeConfig::default()
     };
-    let runtime = Runtime::new(config, Arc::new(Tee(sinks)))?;
+    let runtime = match Runtime::new(config(cache_dir.clone()), sink.clone()) {
+        Ok(r) => r,
+        // An unusable cache costs time, not correctness: run uncached.
+        Err(allama_runtime::RuntimeError::Cache { path, source }) => {
+            eprintln!(
+                "(compiled-code cache {} unusable: {source}; compiling without it)",
+                path.display()
+            );
+            Runtime::new(config(None), sink)?
+        }
+        Err(e) => return Err(e.into()),
+    };
     let name = args.package.clone().unwrap_or(default_name);
     let component = runtime.load(&name, &wasm)?;
     let package = runtime.bind(
@@ -179,6 +204,18 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `$ALLAMA_CACHE_DIR`, else `$XDG_CACHE_HOME/allama/compiled`, else
+/// `~/.cache/allama/compiled`.
+fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("ALLAMA_CACHE_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("allama/compiled"))
 }
 
 fn print_report(report: &StepReport) {

@@ -286,3 +286,72 @@ fn bench_runtime_prints_its_bench_line() {
         assert!(last.contains(key), "{last} lacks {key}");
     }
 }
+
+#[test]
+fn compiled_components_are_cached_between_runs() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = cache.path().join("compiled");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_allama"))
+            .args([
+                "action",
+                "run",
+                allama_guests::CAPS,
+                "echo",
+                "--input",
+                "{}",
+                "--cache-dir",
+            ])
+            .arg(&dir)
+            .output()
+            .unwrap()
+    };
+    assert!(run().status.success());
+    let entries = || {
+        let mut v: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let first = entries();
+    assert_eq!(
+        first.len(),
+        2,
+        "one compiled entry and its checksum: {first:?}"
+    );
+    assert!(first[0].ends_with(".cwasm") && first[1].ends_with(".sha256"));
+    let modified = std::fs::metadata(dir.join(&first[0]))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert!(run().status.success());
+    assert_eq!(entries(), first);
+    assert_eq!(
+        std::fs::metadata(dir.join(&first[0]))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        modified,
+        "the second run reused the entry"
+    );
+    // An unusable cache location is not fatal.
+    let file = cache.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_allama"))
+        .args([
+            "action",
+            "run",
+            allama_guests::CAPS,
+            "echo",
+            "--input",
+            "{}",
+            "--cache-dir",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("compiling without it"));
+}
