@@ -3,7 +3,9 @@
 //! package's directory and component.
 
 use std::path::PathBuf;
-use std::process::Command;
+
+#[path = "../../host/guests/wasm_build.rs"]
+mod wasm_build;
 
 const ACTIONS: &[&str] = &["virustotal", "abuseipdb", "slack", "jira", "http"];
 
@@ -23,48 +25,20 @@ fn main() {
             root.join("actions").join(a).join("Cargo.toml").display()
         );
     }
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join("guests");
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(&root)
-        .args([
-            "build",
-            "--profile",
-            "guest",
-            "--target",
-            "wasm32-wasip2",
-            "--target-dir",
-        ])
-        .arg(&target_dir);
-    for a in ACTIONS {
-        cmd.args(["-p", &format!("allama-action-{a}")]);
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("host/guests/wasm_build.rs").display()
+    );
+    let target_dir = wasm_build::guest_target_dir(&root);
+    let packages: Vec<String> = ACTIONS
+        .iter()
+        .map(|a| format!("allama-action-{a}"))
+        .collect();
+    let mut args = vec!["--profile", "guest"];
+    for p in &packages {
+        args.extend(["-p", p.as_str()]);
     }
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "RUSTC_WORKSPACE_WRAPPER",
-    ] {
-        cmd.env_remove(var);
-    }
-    let out = cmd
-        .output()
-        .expect("could not run cargo to build the first-party actions");
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let hint = if stderr.contains("target may not be installed")
-            || stderr.contains("can't find crate for `core`")
-        {
-            "\nThe wasm32-wasip2 target is missing: run `rustup target add wasm32-wasip2` (the README's commands do)."
-        } else {
-            ""
-        };
-        panic!("building the first-party actions for wasm32-wasip2 failed:\n{stderr}{hint}");
-    }
+    wasm_build::cargo_build(&root, &target_dir, &args, "the first-party actions");
     let mut src = String::from(
         "/// Every first-party action package: (name, package directory, component).\npub const ALL: &[FirstParty] = &[\n",
     );

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const GUESTS: &[&str] = &["bench", "caps", "hostile"];
-const TARGET: &str = "wasm32-wasip2";
+#[path = "wasm_build.rs"]
+mod wasm_build;
+use wasm_build::TARGET;
 
 /// The componentize-py release the Python guest is built and tested with
 /// (`scripts/test` and `scripts/run` install it).
@@ -28,42 +30,12 @@ fn main() {
         println!("cargo:rerun-if-changed={}", programs.join(g).display());
     }
 
-    // Share one guest target dir across host profiles so a guest is built once.
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| manifest_dir.join("../../target"))
-        .join("guests");
-
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&programs)
-        .args(["build", "--release", "--target", TARGET, "--target-dir"])
-        .arg(&target_dir);
-    // The host's flags and profile settings are not the guest's.
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "RUSTC_WORKSPACE_WRAPPER",
-    ] {
-        cmd.env_remove(var);
-    }
-    let out = cmd
-        .output()
-        .expect("could not run cargo to build the guest programs");
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let hint = if stderr.contains("target may not be installed")
-            || stderr.contains("can't find crate for `core`")
-        {
-            "\nThe wasm32-wasip2 target is missing: run `rustup target add wasm32-wasip2` (the README's commands do)."
-        } else {
-            ""
-        };
-        panic!("building the guest programs failed:\n{stderr}{hint}");
-    }
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest_dir.join("wasm_build.rs").display()
+    );
+    let target_dir = wasm_build::guest_target_dir(&manifest_dir.join("../.."));
+    wasm_build::cargo_build(&programs, &target_dir, &["--release"], "the guest programs");
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     let mut src = String::new();
