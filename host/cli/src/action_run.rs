@@ -208,7 +208,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
 
 /// `$ALLAMA_CACHE_DIR`, else `$XDG_CACHE_HOME/allama/compiled`, else
 /// `~/.cache/allama/compiled`.
-fn default_cache_dir() -> Option<PathBuf> {
+pub fn default_cache_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("ALLAMA_CACHE_DIR") {
         return Some(PathBuf::from(d));
     }

@@ -2,7 +2,11 @@
 
 mod action_run;
 mod bench;
+mod bench_engine;
+mod local;
 mod package_cmd;
+mod playbook_cmd;
+mod runs_cmd;
 mod scaffold;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +37,16 @@ enum Command {
         #[command(subcommand)]
         command: package_cmd::KeysCommand,
     },
+    /// Validate, run and test playbooks.
+    Playbook {
+        #[command(subcommand)]
+        command: playbook_cmd::PlaybookCommand,
+    },
+    /// Runs in the local data directory: list, show, cancel, approve, reject, stuck, resume.
+    Runs {
+        #[command(subcommand)]
+        command: runs_cmd::RunsCommand,
+    },
     /// Sizing benchmarks for operators.
     Bench {
         #[command(subcommand)]
@@ -52,6 +66,8 @@ enum ActionCommand {
 enum BenchCommand {
     /// Per-step cost of the sandbox against bare wasmtime, throughput and cold start.
     Runtime(bench::Args),
+    /// Durable engine throughput and latency, and memory of paused runs.
+    Engine(bench_engine::Args),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +89,11 @@ fn main() -> ExitCode {
         Command::Bench {
             command: BenchCommand::Runtime(args),
         } => bench::main(args),
+        Command::Bench {
+            command: BenchCommand::Engine(args),
+        } => bench_engine::main(args),
+        Command::Playbook { command } => playbook_cmd::main(command),
+        Command::Runs { command } => runs_cmd::main(command),
         Command::Package { command } => package_cmd::package(command),
         Command::Keys { command } => package_cmd::keys(command),
     };

@@ -95,6 +95,12 @@ pub enum LimitEvent {
         /// The output's size, in bytes.
         size_bytes: u64,
     },
+    /// A recorded step made more capability exchanges than a recording holds;
+    /// the rest were counted, not recorded (the recording is incomplete).
+    Recording {
+        /// Exchanges not recorded.
+        dropped: u64,
+    },
 }
 
 /// Where audit records go. Implementations must be cheap and thread-safe:
@@ -380,6 +386,12 @@ impl std::fmt::Display for AuditEvent {
                 write!(
                     f,
                     "limit: output of {size_bytes} bytes over the {limit_bytes}-byte cap"
+                )
+            }
+            AuditEvent::Limit(LimitEvent::Recording { dropped }) => {
+                write!(
+                    f,
+                    "limit: {dropped} capability exchanges were not recorded (the recording is full)"
                 )
             }
         }

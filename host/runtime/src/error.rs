@@ -181,6 +181,11 @@ pub enum StepError {
         /// Why.
         message: String,
     },
+    /// A replayed step did something its recording does not hold (a
+    /// different request, one too many); whatever the component made of the
+    /// error it got, this is the step's outcome.
+    #[error("{0}")]
+    ReplayMismatch(crate::tape::ReplayMismatch),
 }
 
 impl StepError {

@@ -36,7 +36,9 @@ pub mod error;
 pub mod limits;
 mod runtime;
 mod step;
+pub mod tape;
 
 pub use error::{ActionErrorKind, LoadError, RuntimeError, StepError};
 pub use runtime::{LoadedComponent, Package, PackageSpec, Runtime, RuntimeConfig};
 pub use step::{StepContext, StepData, StepReport};
+pub use tape::{Cassette, Exchange, Recorder, ReplayMismatch, Tape};

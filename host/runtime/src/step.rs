@@ -21,6 +21,7 @@ use crate::capability::{Capability, StepEnv};
 use crate::error::{ActionErrorKind, StepError};
 use crate::limits::{MemoryLimitHit, StepLimiter, TimeLimitHit};
 use crate::runtime::Package;
+use crate::tape::{StepTape, Tape};
 
 /// Where a step sits in a run (the WIT `context`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -189,6 +190,20 @@ fn classify(
 impl Package {
     /// Run `action` with `input` (JSON text) in a fresh sandbox.
     pub async fn run(&self, action: &str, input: &str, ctx: &StepContext) -> StepReport {
+        self.run_taped(action, input, ctx, &Tape::Off).await
+    }
+
+    /// [`Package::run`], with the step's capability uses recorded to, or
+    /// replayed from, `tape` (see [`crate::tape`]). A replay that diverges
+    /// from its recording ends as [`StepError::ReplayMismatch`]; exchanges
+    /// left over are in [`Cassette::unused`](crate::tape::Cassette::unused).
+    pub async fn run_taped(
+        &self,
+        action: &str,
+        input: &str,
+        ctx: &StepContext,
+        tape: &Tape,
+    ) -> StepReport {
         let admitted = Instant::now();
         let _permit = self
             .rt
@@ -210,6 +225,7 @@ impl Package {
             audit: Arc::new(StepAudit::new(self.rt.audit.clone(), scope)),
             deadline,
             log: Arc::new(StepLog::new(limits.log_bytes)),
+            tape: StepTape::new(tape, &ctx.step_id, &self.secrets),
         };
         let data = StepData {
             wasi: wasi::context(&env.log),
@@ -288,6 +304,19 @@ impl Package {
         };
         if let Some(e) = limit_event {
             env.audit.emit(AuditEvent::Limit(e));
+        }
+        // A divergence from the recording is the root cause of whatever the
+        // component did next (the limits it hit are still audited above), so
+        // it is the outcome.
+        let outcome = match env.tape.mismatch() {
+            Some(m) => Err(StepError::ReplayMismatch(m)),
+            None => outcome,
+        };
+        let unrecorded = env.tape.dropped();
+        if unrecorded > 0 {
+            env.audit.emit(AuditEvent::Limit(LimitEvent::Recording {
+                dropped: unrecorded,
+            }));
         }
         let dropped = env.log.dropped();
         if dropped > 0 {

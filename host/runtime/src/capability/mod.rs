@@ -9,6 +9,9 @@
 //!   `Store` and implements the WIT host trait (`host.rs`);
 //! - its **audit events**, one typed enum, emitted through the step's
 //!   [`StepAudit`](crate::audit::StepAudit), denials included;
+//! - its **tape hook** (`tape.rs`, for capabilities that reach outside the
+//!   sandbox: http, kv, secrets): the recorded form of a use and how it is
+//!   recorded and replayed (see [`crate::tape`]);
 //! - tests that call the host methods directly, without Wasm.
 //!
 //! The composing struct ([`crate::step::StepData`]) is written by hand.
@@ -33,6 +36,8 @@ pub struct StepEnv {
     pub deadline: Instant,
     /// The step's log, shared by `log`, stdout and stderr.
     pub log: Arc<log::StepLog>,
+    /// Whether and how the step's capability uses are recorded or replayed.
+    pub tape: crate::tape::StepTape,
 }
 
 impl StepEnv {
@@ -73,6 +78,7 @@ pub(crate) mod testing {
             audit: Arc::new(StepAudit::new(sink.clone(), scope)),
             deadline: Instant::now() + Duration::from_secs(10),
             log: Arc::new(log::StepLog::new(1024)),
+            tape: Default::default(),
         };
         (env, sink)
     }

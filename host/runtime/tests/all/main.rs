@@ -8,3 +8,4 @@ mod guests;
 mod hostile;
 mod python;
 mod support;
+mod tape;

@@ -11,6 +11,7 @@ use reqwest::header::{HeaderName, HeaderValue, LOCATION};
 use url::{Host as UrlHost, Url};
 
 use super::resolver::AddressDenied;
+use super::tape::RecordedRequest;
 use super::{Http, HttpEvent, governor};
 use crate::audit::AuditEvent;
 use crate::bindings::allama::action::http::{Host, HttpError, Method, Request, Response};
@@ -44,8 +45,8 @@ const MAX_PLACEHOLDERS: usize = 32;
 
 /// Per-step state of the http capability.
 pub struct HttpStep {
-    cap: Arc<Http>,
-    env: StepEnv,
+    pub(super) cap: Arc<Http>,
+    pub(super) env: StepEnv,
 }
 
 /// A header after checks and substitution.
@@ -55,7 +56,7 @@ struct OutHeader {
     carried_secret: bool,
 }
 
-fn method_name(m: Method) -> &'static str {
+pub(super) fn method_name(m: Method) -> &'static str {
     match m {
         Method::Get => "GET",
         Method::Head => "HEAD",
@@ -150,9 +151,12 @@ fn secret_forms(value: &SecretValue) -> Vec<Vec<u8>> {
     forms
 }
 
+/// Secret forms and the marks that replace them, longest form first.
+pub(crate) type Marks = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Every form of every granted secret with its mark, longest first, so a
 /// secret that is part of another is never scrubbed before the longer one.
-fn scrub_marks(secrets: &[(String, SecretValue)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub(crate) fn scrub_marks(secrets: &[(String, SecretValue)]) -> Marks {
     let mut marks: Vec<(Vec<u8>, Vec<u8>)> = secrets
         .iter()
         .filter(|(_, v)| !v.expose().is_empty())
@@ -165,7 +169,7 @@ fn scrub_marks(secrets: &[(String, SecretValue)]) -> Vec<(Vec<u8>, Vec<u8>)> {
     marks
 }
 
-fn scrub(mut bytes: Vec<u8>, marks: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+pub(crate) fn scrub(mut bytes: Vec<u8>, marks: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
     for (form, mark) in marks {
         if let Some(b) = replace_all(&bytes, form, mark) {
             bytes = b;
@@ -179,7 +183,7 @@ fn scrub_text(text: &str, marks: &[(Vec<u8>, Vec<u8>)]) -> String {
 }
 
 /// Why a request did not complete, before it becomes an `HttpError`.
-enum Refusal {
+pub(super) enum Refusal {
     /// The grant refused it: audited as a denial.
     Denied(String),
     /// Anything else: audited as a failure once the request was allowed.
@@ -213,9 +217,13 @@ impl HttpStep {
     }
 
     /// The request path. Returns the response and what to audit about it.
+    /// When the step is taped, `taped` gets the request as recorded once it
+    /// has passed the grant.
+    #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
         req: Request,
+        taped: &mut Option<RecordedRequest>,
         sent: &mut BTreeMap<String, SecretValue>,
         final_url: &mut Option<Url>,
         redirects: &mut u32,
@@ -301,7 +309,16 @@ impl HttpStep {
             if sent.contains_key(&name) {
                 continue;
             }
-            match self.cap.secrets.for_request(&name, &url) {
+            // Replay checks the grant but needs no value: nothing is sent.
+            let allowed = if self.env.tape.replaying() {
+                self.cap
+                    .secrets
+                    .check_send(&name, &url)
+                    .map(|()| SecretValue::new(crate::tape::stand_in(&name)))
+            } else {
+                self.cap.secrets.for_request(&name, &url)
+            };
+            match allowed {
                 Ok(v) => {
                     sent.insert(name, v);
                 }
@@ -317,6 +334,17 @@ impl HttpStep {
                 }
             }
         }
+
+        // The grant allowed the request: from here on it is a capability use,
+        // recorded with its outcome, or served from the cassette.
+        if !self.env.tape.is_off() {
+            let request = self.tape_request(req.method, &req.url, &req.headers, &body);
+            if let Some(answer) = self.replay(&request) {
+                return answer;
+            }
+            *taped = Some(request);
+        }
+
         let value_of =
             |n: &str| -> Result<Vec<u8>, ()> { Ok(sent[n].expose().as_bytes().to_vec()) };
         let mut headers = Vec::new();
@@ -577,9 +605,11 @@ impl HttpStep {
         let mut final_url = None;
         let mut redirects = 0;
         let mut bytes_sent = 0;
+        let mut taped = None;
         let result = self
             .attempt(
                 req,
+                &mut taped,
                 &mut sent,
                 &mut final_url,
                 &mut redirects,
@@ -600,6 +630,9 @@ impl HttpStep {
                 other => other,
             }),
         });
+        if let Some(request) = taped {
+            self.record(request, &result);
+        }
         match result {
             Ok(resp) => {
                 self.env.audit.emit(AuditEvent::Http(HttpEvent::Request {

@@ -4,17 +4,19 @@
 //! names not granted as private), [`governor`] (shared Retry-After gate per
 //! package and origin), `host.rs` (the request path: URL and header checks,
 //! secret substitution toward granted hosts, redirects re-checked hop by hop,
-//! size and time caps, scrubbing of secrets from responses) and its audit
-//! events below.
+//! size and time caps, scrubbing of secrets from responses), `tape.rs` (its
+//! record and replay hook) and its audit events below.
 
 pub mod governor;
 mod host;
 pub mod resolver;
+pub(crate) mod tape;
 #[cfg(test)]
 mod tests;
 
 pub use governor::RateGovernor;
 pub use host::HttpStep;
+pub(crate) use host::{Marks, scrub, scrub_marks};
 pub use resolver::{NameResolver, StaticResolver, SystemResolver};
 
 use allama_grant::{HostPattern, HttpGrant};

@@ -394,3 +394,67 @@ async fn only_defined_redirects_are_followed() {
     assert_eq!(resp.status, 300);
     assert_eq!(peer.request_count(), 1);
 }
+
+/// A step on `tape` whose grant allows the peer at `port` and grants secret
+/// `K` (value `values`) toward it, with reveal.
+fn taped_step(port: u16, values: &[(&str, &str)], tape: &crate::tape::Tape) -> HttpStep {
+    let g = grant(&format!(
+        "[http]\nallow_private = [\"http://127.0.0.1:{port}\"]\n\
+         [secrets.K]\nhosts = [\"http://127.0.0.1:{port}\"]\nreveal = true\n"
+    ));
+    let mut store = MemorySecretStore::new();
+    for (k, v) in values {
+        store.insert(*k, *v);
+    }
+    let secrets = Arc::new(Secrets::configure(&g.secrets, Arc::new(store)));
+    let network =
+        Arc::new(Network::new(Arc::new(SystemResolver), &Default::default(), &[]).unwrap());
+    let http = Arc::new(
+        Http::configure(
+            "pkg",
+            &g.http,
+            secrets.clone(),
+            network,
+            Arc::new(RateGovernor::new()),
+        )
+        .unwrap(),
+    );
+    let (mut env, _sink) = env("pkg", "act");
+    env.tape = crate::tape::StepTape::new(tape, "step-1", &secrets);
+    http.prepare(&env)
+}
+
+#[tokio::test]
+async fn a_revealed_value_sent_literally_is_recorded_as_its_mark_and_replays_from_the_stand_in() {
+    use crate::tape::{Cassette, Recorder, Tape, stand_in};
+    let peer = Peer::start(Router::any(Reply::echo)).await;
+    let port = peer.addr().port();
+    let post = |body: &str| Request {
+        method: Method::Post,
+        url: peer.url("/t"),
+        headers: vec![("x-token".into(), body.into())],
+        body: Some(body.as_bytes().to_vec()),
+        timeout_ms: None,
+    };
+    let recorder = Recorder::new();
+    let mut s = taped_step(
+        port,
+        &[("K", "plain-value")],
+        &Tape::Record(recorder.clone()),
+    );
+    let live = s.send_request(post("token=plain-value")).await.unwrap();
+    assert_eq!(peer.request_count(), 1);
+    let exchanges = recorder.take();
+    let json = crate::tape::to_json(&exchanges);
+    assert!(!json.contains("plain-value"), "{json}");
+    assert!(json.contains("token=[REDACTED:K]"), "{json}");
+
+    // In replay the component holds the stand-in; it matches the same mark.
+    let cassette = Cassette::new(exchanges);
+    let mut s = taped_step(port, &[], &Tape::Replay(cassette.clone()));
+    let body = format!("token={}", stand_in("K"));
+    let replayed = s.send_request(post(&body)).await.unwrap();
+    assert_eq!(replayed.body, live.body);
+    assert_eq!(peer.request_count(), 1);
+    assert!(cassette.unused().is_empty());
+}

@@ -3,15 +3,17 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::tape::{Codec, KvRequest, KvResponse};
 use super::{Kv, KvBackendError, KvEvent, MAX_KEY_BYTES, MAX_LIST, Quota};
 use crate::audit::AuditEvent;
 use crate::bindings::allama::action::kv::{Host, KvError};
 use crate::capability::StepEnv;
+use crate::tape::Body;
 
 /// Per-step state of the kv capability.
 pub struct KvStep {
-    cap: Arc<Kv>,
-    env: StepEnv,
+    pub(super) cap: Arc<Kv>,
+    pub(super) env: StepEnv,
 }
 
 impl KvStep {
@@ -70,7 +72,7 @@ impl KvStep {
         }
     }
 
-    fn backend_error(&self, operation: &str, e: KvBackendError) -> KvError {
+    pub(super) fn backend_error(&self, operation: &str, e: KvBackendError) -> KvError {
         match e {
             KvBackendError::QuotaExceeded(m) => self.refuse(operation, KvError::QuotaExceeded(m)),
             KvBackendError::Unavailable(m) => self.refuse(operation, KvError::Unavailable(m)),
@@ -82,10 +84,25 @@ impl Host for KvStep {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, KvError> {
         self.granted("get")?;
         self.check_key("get", &key, false)?;
-        self.cap
-            .backend
-            .get(&self.cap.namespace, &key, SystemTime::now())
-            .map_err(|e| self.backend_error("get", e))
+        let call = self.taped(|t| KvRequest::Get {
+            key: t.scrub_text(&key),
+        });
+        self.backend(
+            "get",
+            call,
+            || {
+                self.cap
+                    .backend
+                    .get(&self.cap.namespace, &key, SystemTime::now())
+            },
+            Codec {
+                encode: |v, t| KvResponse::Value(v.as_ref().map(|b| Body(t.scrub(b)))),
+                decode: |r| match r {
+                    KvResponse::Value(v) => Some(v.map(|b| b.0)),
+                    _ => None,
+                },
+            },
+        )
     }
 
     async fn set(
@@ -114,10 +131,24 @@ impl Host for KvStep {
             max_total_bytes: grant.max_total_bytes,
         };
         let bytes = value.len() as u64;
-        self.cap
-            .backend
-            .set(&self.cap.namespace, &key, value, expires, quota, now)
-            .map_err(|e| self.backend_error("set", e))?;
+        let call = self.taped(|t| KvRequest::Set {
+            key: t.scrub_text(&key),
+            value: Body(t.scrub(&value)),
+            ttl_seconds,
+        });
+        self.backend(
+            "set",
+            call,
+            || {
+                self.cap
+                    .backend
+                    .set(&self.cap.namespace, &key, value, expires, quota, now)
+            },
+            Codec {
+                encode: |(), _| KvResponse::Stored,
+                decode: |r| matches!(r, KvResponse::Stored).then_some(()),
+            },
+        )?;
         self.env
             .audit
             .emit(AuditEvent::Kv(KvEvent::Set { key, bytes }));
@@ -127,11 +158,25 @@ impl Host for KvStep {
     async fn delete(&mut self, key: String) -> Result<bool, KvError> {
         self.granted("delete")?;
         self.check_key("delete", &key, false)?;
-        let existed = self
-            .cap
-            .backend
-            .delete(&self.cap.namespace, &key, SystemTime::now())
-            .map_err(|e| self.backend_error("delete", e))?;
+        let call = self.taped(|t| KvRequest::Delete {
+            key: t.scrub_text(&key),
+        });
+        let existed = self.backend(
+            "delete",
+            call,
+            || {
+                self.cap
+                    .backend
+                    .delete(&self.cap.namespace, &key, SystemTime::now())
+            },
+            Codec {
+                encode: |existed, _| KvResponse::Existed(*existed),
+                decode: |r| match r {
+                    KvResponse::Existed(e) => Some(e),
+                    _ => None,
+                },
+            },
+        )?;
         self.env.audit.emit(AuditEvent::Kv(KvEvent::Delete { key }));
         Ok(existed)
     }
@@ -139,14 +184,28 @@ impl Host for KvStep {
     async fn list_prefix(&mut self, prefix: String, limit: u32) -> Result<Vec<String>, KvError> {
         self.granted("list-prefix")?;
         self.check_key("list-prefix", &prefix, true)?;
-        self.cap
-            .backend
-            .list_prefix(
-                &self.cap.namespace,
-                &prefix,
-                limit.min(MAX_LIST) as usize,
-                SystemTime::now(),
-            )
-            .map_err(|e| self.backend_error("list-prefix", e))
+        let call = self.taped(|t| KvRequest::ListPrefix {
+            prefix: t.scrub_text(&prefix),
+            limit,
+        });
+        self.backend(
+            "list-prefix",
+            call,
+            || {
+                self.cap.backend.list_prefix(
+                    &self.cap.namespace,
+                    &prefix,
+                    limit.min(MAX_LIST) as usize,
+                    SystemTime::now(),
+                )
+            },
+            Codec {
+                encode: |keys, t| KvResponse::Keys(keys.iter().map(|k| t.scrub_text(k)).collect()),
+                decode: |r| match r {
+                    KvResponse::Keys(k) => Some(k),
+                    _ => None,
+                },
+            },
+        )
     }
 }

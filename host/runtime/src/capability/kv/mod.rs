@@ -4,6 +4,7 @@
 
 mod host;
 mod memory;
+pub(crate) mod tape;
 #[cfg(test)]
 mod tests;
 

@@ -9,8 +9,8 @@ use crate::capability::StepEnv;
 
 /// Per-step state of the secrets capability.
 pub struct SecretsStep {
-    cap: Arc<Secrets>,
-    env: StepEnv,
+    pub(super) cap: Arc<Secrets>,
+    pub(super) env: StepEnv,
 }
 
 impl SecretsStep {
@@ -18,7 +18,7 @@ impl SecretsStep {
         Self { cap, env }
     }
 
-    fn refuse(&self, name: &str, operation: &str, denial: SecretDenial) -> SecretError {
+    pub(super) fn refuse(&self, name: &str, operation: &str, denial: SecretDenial) -> SecretError {
         self.env
             .audit
             .emit(AuditEvent::Secrets(SecretsEvent::Denied {
@@ -36,6 +36,9 @@ impl SecretsStep {
 
 impl Host for SecretsStep {
     async fn reveal(&mut self, name: String) -> Result<String, SecretError> {
+        if !self.env.tape.is_off() {
+            return self.reveal_taped(name);
+        }
         match self.cap.reveal(&name) {
             Ok(v) => {
                 self.env
@@ -48,6 +51,9 @@ impl Host for SecretsStep {
     }
 
     async fn hmac_sha256(&mut self, name: String, data: Vec<u8>) -> Result<Vec<u8>, SecretError> {
+        if !self.env.tape.is_off() {
+            return self.hmac_taped(name, data);
+        }
         match self.cap.hmac_sha256(&name, &data) {
             Ok(mac) => {
                 self.env

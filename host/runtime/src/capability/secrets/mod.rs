@@ -3,6 +3,7 @@
 //! only under `reveal = true`, and computes HMACs under `hmac = true`.
 
 mod host;
+pub(crate) mod tape;
 #[cfg(test)]
 mod tests;
 
@@ -143,6 +144,13 @@ impl Secrets {
 
     /// The value of `name` to send to `url`, if the grant allows it.
     pub fn for_request(&self, name: &str, url: &url::Url) -> Result<SecretValue, SecretDenial> {
+        self.check_send(name, url)?;
+        self.value(name)
+    }
+
+    /// Whether the grant allows sending `name` to `url`, with the reason if
+    /// not (no value needed: replay checks this without sending anything).
+    pub fn check_send(&self, name: &str, url: &url::Url) -> Result<(), SecretDenial> {
         let grant = self.grant(name)?;
         if !grant.may_send_to(url) {
             let allowed = if grant.hosts.is_empty() {
@@ -161,7 +169,7 @@ impl Secrets {
                 allowed,
             });
         }
-        self.value(name)
+        Ok(())
     }
 
     /// Every granted secret that has a value, for scrubbing responses and
@@ -173,6 +181,11 @@ impl Secrets {
             .collect()
     }
 
+    /// The names the grant lists (replay scrubs their stand-ins).
+    pub(crate) fn granted_names(&self) -> impl Iterator<Item = &str> {
+        self.grants.keys().map(String::as_str)
+    }
+
     /// Whether `name` may be sent to `url` (without fetching the value).
     pub fn may_send(&self, name: &str, url: &url::Url) -> bool {
         self.grants.get(name).is_some_and(|g| g.may_send_to(url))
@@ -180,21 +193,33 @@ impl Secrets {
 
     /// The plaintext, if `reveal = true`.
     pub fn reveal(&self, name: &str) -> Result<SecretValue, SecretDenial> {
+        self.check_reveal(name)?;
+        self.value(name)
+    }
+
+    /// Whether the grant allows revealing `name` (no value needed).
+    pub fn check_reveal(&self, name: &str) -> Result<(), SecretDenial> {
         if !self.grant(name)?.reveal {
             return Err(SecretDenial::RevealNotGranted {
                 name: name.to_string(),
             });
         }
-        self.value(name)
+        Ok(())
     }
 
-    /// HMAC-SHA256 keyed with the secret, if `hmac = true`.
-    pub fn hmac_sha256(&self, name: &str, data: &[u8]) -> Result<Vec<u8>, SecretDenial> {
+    /// Whether the grant allows HMAC with `name` (no value needed).
+    pub fn check_hmac(&self, name: &str) -> Result<(), SecretDenial> {
         if !self.grant(name)?.hmac {
             return Err(SecretDenial::HmacNotGranted {
                 name: name.to_string(),
             });
         }
+        Ok(())
+    }
+
+    /// HMAC-SHA256 keyed with the secret, if `hmac = true`.
+    pub fn hmac_sha256(&self, name: &str, data: &[u8]) -> Result<Vec<u8>, SecretDenial> {
+        self.check_hmac(name)?;
         let value = self.value(name)?;
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, value.expose().as_bytes());
         Ok(ring::hmac::sign(&key, data).as_ref().to_vec())

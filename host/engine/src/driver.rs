@@ -1,0 +1,1056 @@
+//! The driver: carries out what the state machine decides. One task owns
+//! every live run; it takes a batch of messages (results, timers,
+//! decisions, new runs), appends their events, waits for one group commit,
+//! then applies them and executes the resulting actions. So an effect is
+//! never acted on before it is durable, and one sync serves the whole batch.
+//!
+//! Steps run through the [`Executor`] trait (the runtime's adapter lives
+//! outside this crate); playbooks come from [`Plans`]; storage is a
+//! [`RunStore`].
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio::task::AbortHandle;
+
+use crate::codec;
+use crate::event::{Decision, Event, Failure, FailureClass, Millis, ParentLink, TimerKey};
+use crate::inputs::{InputError, resolve_inputs};
+use crate::machine::{Action, ApprovalRequest, DecisionError, Invocation, Run, RunStatus, Target};
+use crate::plan::Plan;
+use crate::store::{RunStore, RunSummary, StoreError};
+
+/// What an attempt returned.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The output, or why it failed.
+    pub result: Result<Arc<Value>, Failure>,
+    /// How long it ran.
+    pub duration: Duration,
+}
+
+/// Runs one attempt of an action. Implemented by the runtime adapter (and by
+/// test doubles): the engine knows nothing of how a step executes.
+pub trait Executor: Send + Sync + 'static {
+    /// Runs the attempt. Must not panic; failures are `Outcome`s.
+    fn invoke(&self, invocation: Invocation) -> Pin<Box<dyn Future<Output = Outcome> + Send>>;
+
+    /// The concurrency limit for a package, if the operator set one.
+    fn package_limit(&self, _package: &str) -> Option<usize> {
+        None
+    }
+}
+
+/// Where the engine finds playbook versions: to start child runs and to
+/// resume runs after a restart with the exact version they started with.
+pub trait Plans: Send + Sync + 'static {
+    /// The version with this digest, or the current one when `digest` is `None`.
+    fn plan(&self, id: &str, digest: Option<&str>) -> Option<Arc<Plan>>;
+}
+
+/// Engine settings.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Payloads larger than this go to blobs.
+    pub blob_threshold: usize,
+    /// Most messages handled per group commit.
+    pub max_batch: usize,
+    /// Which unfinished runs to resume at start.
+    pub resume: ResumeScope,
+}
+
+/// Which unfinished runs an engine resumes when it starts.
+#[derive(Clone, Debug, Default)]
+pub enum ResumeScope {
+    /// Every one (a server, `allama runs resume`).
+    #[default]
+    All,
+    /// None (a one-off `allama playbook run`).
+    None,
+    /// These runs and their child runs (`allama runs approve RUN …`).
+    Only(Vec<String>),
+}
+
+impl ResumeScope {
+    fn includes(&self, run: &str) -> bool {
+        match self {
+            ResumeScope::All => true,
+            ResumeScope::None => false,
+            ResumeScope::Only(ids) => ids
+                .iter()
+                .any(|id| run == id || run.starts_with(&format!("{id}~"))),
+        }
+    }
+}
+
+/// A live run at a glance.
+#[derive(Clone, Debug)]
+pub struct RunView {
+    /// Its status.
+    pub status: RunStatus,
+    /// Attempts running or waiting to retry.
+    pub active_tasks: usize,
+    /// Approvals it waits for.
+    pub awaiting: Vec<ApprovalRequest>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            blob_threshold: codec::DEFAULT_BLOB_THRESHOLD,
+            max_batch: 4096,
+            resume: ResumeScope::All,
+        }
+    }
+}
+
+/// Something that happened, for live views (`allama playbook run`). Missed
+/// updates are not an error: the history is the record.
+#[derive(Clone, Debug)]
+pub enum Update {
+    /// An attempt started.
+    TaskStarted {
+        /// The run.
+        run: String,
+        /// The step.
+        step: String,
+        /// The item.
+        item: Option<u32>,
+        /// The attempt.
+        attempt: u32,
+    },
+    /// An attempt finished.
+    TaskFinished {
+        /// The run.
+        run: String,
+        /// The step.
+        step: String,
+        /// The item.
+        item: Option<u32>,
+        /// The attempt.
+        attempt: u32,
+        /// Output or error.
+        result: Result<Arc<Value>, Failure>,
+        /// How long it ran.
+        duration: Duration,
+    },
+    /// An approval is waiting.
+    ApprovalRequested(ApprovalRequest),
+    /// A run finished.
+    RunFinished {
+        /// The run.
+        run: String,
+        /// How.
+        status: RunStatus,
+    },
+}
+
+/// Why the engine refused a request.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The inputs do not match the playbook's `inputs`.
+    #[error(transparent)]
+    Inputs(#[from] InputError),
+    /// A decision was refused.
+    #[error(transparent)]
+    Decision(#[from] DecisionError),
+    /// No such run (or it has finished, for operations on live runs).
+    #[error("no running run {0}")]
+    NoSuchRun(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The engine has stopped.
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+/// How a run ended, as `wait` reports it.
+#[derive(Clone, Debug)]
+pub struct Finished {
+    /// The run.
+    pub run: String,
+    /// Its final status.
+    pub status: RunStatus,
+    /// Its outputs, if it succeeded.
+    pub output: Option<Arc<Value>>,
+}
+
+enum Msg {
+    Start {
+        plan: Arc<Plan>,
+        trigger: Arc<Value>,
+        inputs: Value,
+        parent: Option<ParentLink>,
+        reply: Option<oneshot::Sender<Result<String, EngineError>>>,
+    },
+    Done {
+        run: String,
+        step: String,
+        item: Option<u32>,
+        attempt: u32,
+        outcome: Outcome,
+    },
+    Timer {
+        run: String,
+        timer: TimerKey,
+    },
+    Decide {
+        run: String,
+        step: String,
+        decision: Decision,
+        user: String,
+        roles: Vec<String>,
+        comment: Option<String>,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    Cancel {
+        run: String,
+        by: String,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    Wait {
+        run: String,
+        reply: oneshot::Sender<Finished>,
+    },
+    Pending {
+        reply: oneshot::Sender<Vec<ApprovalRequest>>,
+    },
+    Inspect {
+        run: String,
+        reply: oneshot::Sender<Option<RunView>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A handle on the running engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    tx: mpsc::UnboundedSender<Msg>,
+    updates: broadcast::Sender<Update>,
+}
+
+impl Engine {
+    /// Starts the engine: resumes every unfinished run in the store, then
+    /// serves requests. Returns once the recovered runs are back in flight.
+    pub async fn start(
+        store: Arc<dyn RunStore>,
+        executor: Arc<dyn Executor>,
+        plans: Arc<dyn Plans>,
+        config: EngineConfig,
+    ) -> Result<Engine, EngineError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (updates, _) = broadcast::channel(4096);
+        let mut driver = Driver {
+            runs: HashMap::new(),
+            store,
+            executor,
+            plans,
+            config,
+            tx: tx.clone(),
+            updates: updates.clone(),
+            waiters: HashMap::new(),
+            inflight: HashMap::new(),
+            careful: HashSet::new(),
+            limits: HashMap::new(),
+            staged: Vec::new(),
+            after_commit: Vec::new(),
+        };
+        driver.recover().await?;
+        tokio::spawn(driver.serve(rx));
+        Ok(Engine { tx, updates })
+    }
+
+    /// Starts a run. Returns its id once the start is durable.
+    pub async fn start_run(
+        &self,
+        plan: Arc<Plan>,
+        trigger: Value,
+        inputs: Value,
+    ) -> Result<String, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::Start {
+            plan,
+            trigger: Arc::new(trigger),
+            inputs,
+            parent: None,
+            reply: Some(reply),
+        })?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Waits until a run finishes (at once if it has).
+    pub async fn wait(&self, run: &str) -> Result<Finished, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::Wait {
+            run: run.to_string(),
+            reply,
+        })?;
+        rx.await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// Records an approval decision by `user` (holding `roles`).
+    pub async fn decide(
+        &self,
+        run: &str,
+        step: &str,
+        decision: Decision,
+        user: &str,
+        roles: &[String],
+        comment: Option<String>,
+    ) -> Result<(), EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::Decide {
+            run: run.to_string(),
+            step: step.to_string(),
+            decision,
+            user: user.to_string(),
+            roles: roles.to_vec(),
+            comment,
+            reply,
+        })?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Cancels a run.
+    pub async fn cancel(&self, run: &str, by: &str) -> Result<(), EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::Cancel {
+            run: run.to_string(),
+            by: by.to_string(),
+            reply,
+        })?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Approvals waiting for a decision, across live runs.
+    pub async fn pending_approvals(&self) -> Result<Vec<ApprovalRequest>, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::Pending { reply })?;
+        rx.await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// A live run at a glance; `None` once it has finished (or if unknown).
+    pub async fn inspect(&self, run: &str) -> Result<Option<RunView>, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::Inspect {
+            run: run.to_string(),
+            reply,
+        })?;
+        rx.await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// Live updates.
+    pub fn subscribe(&self) -> broadcast::Receiver<Update> {
+        self.updates.subscribe()
+    }
+
+    /// Stops taking work once everything accepted so far is durable. Runs in
+    /// flight stay in the store and resume at the next start.
+    pub async fn shutdown(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.send(Msg::Shutdown { reply }).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    fn send(&self, msg: Msg) -> Result<(), EngineError> {
+        self.tx.send(msg).map_err(|_| EngineError::Stopped)
+    }
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A new run id: time-ordered, so listings sort naturally, with random bits
+/// so ids are not guessable.
+pub fn new_run_id() -> String {
+    let mut r = [0u8; 6];
+    // Without randomness the id is still unique (time + counter); the
+    // random part only makes it unguessable.
+    let _ = getrandom::fill(&mut r);
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("r{:011x}{:04x}{}", now_ms(), n & 0xffff, hex::encode(r))
+}
+
+struct Live {
+    run: Run,
+    next_seq: u64,
+}
+
+struct Driver {
+    runs: HashMap<String, Live>,
+    store: Arc<dyn RunStore>,
+    executor: Arc<dyn Executor>,
+    plans: Arc<dyn Plans>,
+    config: EngineConfig,
+    tx: mpsc::UnboundedSender<Msg>,
+    updates: broadcast::Sender<Update>,
+    waiters: HashMap<String, Vec<oneshot::Sender<Finished>>>,
+    inflight: HashMap<String, Vec<AbortHandle>>,
+    /// Runs resumed after a crash: each of their attempts is durable before
+    /// it starts, so a step that kills the process is counted every time.
+    careful: HashSet<String>,
+    limits: HashMap<String, Arc<Semaphore>>,
+    /// Events appended in this batch, applied after the commit.
+    staged: Vec<(String, Event)>,
+    /// Replies to send after the commit.
+    after_commit: Vec<Box<dyn FnOnce() + Send>>,
+}
+
+impl Driver {
+    async fn serve(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        let mut batch = Vec::new();
+        loop {
+            let Some(first) = rx.recv().await else { break };
+            batch.push(first);
+            // Let results that are about to arrive join this commit.
+            tokio::task::yield_now().await;
+            while batch.len() < self.config.max_batch {
+                match rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+            let mut shutdown = None;
+            for msg in batch.drain(..) {
+                if let Msg::Shutdown { reply } = msg {
+                    shutdown = Some(reply);
+                    continue;
+                }
+                self.stage(msg);
+            }
+            self.commit_and_apply().await;
+            if let Some(reply) = shutdown {
+                for handles in self.inflight.values() {
+                    for h in handles {
+                        h.abort();
+                    }
+                }
+                let _ = reply.send(());
+                break;
+            }
+        }
+    }
+
+    /// Appends the events a message implies; replies that need durability
+    /// are deferred to after the commit.
+    fn stage(&mut self, msg: Msg) {
+        match msg {
+            Msg::Start {
+                plan,
+                trigger,
+                inputs,
+                parent,
+                reply,
+            } => {
+                let inputs = match resolve_inputs(&plan.playbook, inputs) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        if let Some(reply) = reply {
+                            let _ = reply.send(Err(e.into()));
+                        } else if let Some(p) = parent {
+                            // A child whose inputs do not fit fails the parent's task.
+                            let f = Failure::new(FailureClass::Expression, "inputs", e.to_string());
+                            self.deliver_child(&p, Err(f));
+                        }
+                        return;
+                    }
+                };
+                let id = match &parent {
+                    Some(p) => child_run_id(p),
+                    None => new_run_id(),
+                };
+                if parent.is_some()
+                    && (self.runs.contains_key(&id)
+                        || matches!(self.store.summary(&id), Ok(Some(_))))
+                {
+                    return; // this child exists; never start it twice
+                }
+                let at = now_ms();
+                let summary = RunSummary {
+                    id: id.clone(),
+                    playbook: plan.id().to_string(),
+                    status: "running".into(),
+                    started_at: at,
+                    finished_at: None,
+                    error: None,
+                    parent: parent.as_ref().map(|p| p.run.clone()),
+                };
+                let event = Event::Started {
+                    playbook: plan.id().to_string(),
+                    digest: plan.digest.clone(),
+                    trigger,
+                    inputs: Arc::new(inputs),
+                    parent,
+                    at,
+                };
+                self.runs.insert(
+                    id.clone(),
+                    Live {
+                        run: Run::new(id.clone(), plan),
+                        next_seq: 0,
+                    },
+                );
+                if let Err(e) = self.store.put_summary(&summary) {
+                    self.runs.remove(&id);
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(e.into()));
+                    }
+                    return;
+                }
+                self.append(&id, event);
+                if let Some(reply) = reply {
+                    let id2 = id.clone();
+                    self.after_commit
+                        .push(Box::new(move || drop(reply.send(Ok(id2)))));
+                }
+            }
+            Msg::Done {
+                run,
+                step,
+                item,
+                attempt,
+                outcome,
+            } => {
+                if !self.runs.contains_key(&run) {
+                    return; // finished or cancelled meanwhile
+                }
+                let _ = self.updates.send(Update::TaskFinished {
+                    run: run.clone(),
+                    step: step.clone(),
+                    item,
+                    attempt,
+                    result: outcome.result.clone(),
+                    duration: outcome.duration,
+                });
+                let at = now_ms();
+                let duration_us = outcome.duration.as_micros() as u64;
+                let event = match outcome.result {
+                    Ok(output) => Event::TaskSucceeded {
+                        step,
+                        item,
+                        attempt,
+                        output,
+                        duration_us,
+                        at,
+                    },
+                    Err(failure) => Event::TaskFailed {
+                        step,
+                        item,
+                        attempt,
+                        failure,
+                        duration_us,
+                        at,
+                    },
+                };
+                self.append(&run, event);
+            }
+            Msg::Timer { run, timer } => {
+                if self.runs.contains_key(&run) {
+                    self.append(
+                        &run,
+                        Event::TimerFired {
+                            timer,
+                            at: now_ms(),
+                        },
+                    );
+                }
+            }
+            Msg::Decide {
+                run,
+                step,
+                decision,
+                user,
+                roles,
+                comment,
+                reply,
+            } => {
+                let Some(live) = self.runs.get(&run) else {
+                    let _ = reply.send(Err(EngineError::NoSuchRun(run)));
+                    return;
+                };
+                if let Err(e) = live.run.check_decision(&step, &user, &roles) {
+                    let _ = reply.send(Err(e.into()));
+                    return;
+                }
+                self.append(
+                    &run,
+                    Event::ApprovalDecided {
+                        step,
+                        decision,
+                        by: user,
+                        comment,
+                        at: now_ms(),
+                    },
+                );
+                self.after_commit
+                    .push(Box::new(move || drop(reply.send(Ok(())))));
+            }
+            Msg::Cancel { run, by, reply } => {
+                if !self.runs.contains_key(&run) {
+                    let _ = reply.send(Err(EngineError::NoSuchRun(run)));
+                    return;
+                }
+                self.append(&run, Event::CancelRequested { by, at: now_ms() });
+                self.after_commit
+                    .push(Box::new(move || drop(reply.send(Ok(())))));
+            }
+            Msg::Wait { run, reply } => {
+                if self.runs.contains_key(&run) {
+                    self.waiters.entry(run).or_default().push(reply);
+                } else {
+                    let _ = reply.send(self.finished_from_store(&run));
+                }
+            }
+            Msg::Pending { reply } => {
+                let now = now_ms();
+                let mut all: Vec<ApprovalRequest> = self
+                    .runs
+                    .values()
+                    .flat_map(|l| l.run.pending_approvals(now))
+                    .collect();
+                all.sort_by(|a, b| a.requested_at.cmp(&b.requested_at).then(a.run.cmp(&b.run)));
+                let _ = reply.send(all);
+            }
+            Msg::Inspect { run, reply } => {
+                let view = self.runs.get(&run).map(|l| RunView {
+                    status: l.run.status().clone(),
+                    active_tasks: l.run.active_tasks(),
+                    awaiting: l.run.pending_approvals(now_ms()),
+                });
+                let _ = reply.send(view);
+            }
+            Msg::Shutdown { .. } => {}
+        }
+    }
+
+    fn finished_from_store(&self, run: &str) -> Finished {
+        let status = match self.store.summary(run) {
+            Ok(Some(s)) => match s.status.as_str() {
+                "succeeded" => RunStatus::Succeeded,
+                "cancelled" => RunStatus::Cancelled,
+                _ => RunStatus::Failed(Failure::new(
+                    FailureClass::Action,
+                    "failed",
+                    s.error.unwrap_or_default(),
+                )),
+            },
+            _ => RunStatus::Failed(Failure::new(
+                FailureClass::Infrastructure,
+                "unknown_run",
+                format!("no run {run}"),
+            )),
+        };
+        Finished {
+            run: run.to_string(),
+            status,
+            output: None,
+        }
+    }
+
+    /// Writes an event to the store (not yet durable) and stages it to be
+    /// applied after the next commit.
+    fn append(&mut self, run: &str, event: Event) {
+        if self.write(run, &event) {
+            self.staged.push((run.to_string(), event));
+        }
+    }
+
+    /// Writes an event to the store (not yet durable). On failure the run is
+    /// dropped from memory: it stays in the store and resumes after a restart.
+    fn write(&mut self, run: &str, event: &Event) -> bool {
+        let Some(live) = self.runs.get_mut(run) else {
+            return false;
+        };
+        let seq = live.next_seq;
+        match codec::encode(event, self.config.blob_threshold, self.store.as_ref())
+            .and_then(|bytes| self.store.append(run, seq, &[bytes]))
+        {
+            Ok(()) => {
+                live.next_seq += 1;
+                true
+            }
+            Err(e) => {
+                tracing::error!(run, error = %e, "could not write an event; the run stops here and resumes after a restart");
+                self.runs.remove(run);
+                false
+            }
+        }
+    }
+
+    async fn commit_and_apply(&mut self) {
+        loop {
+            if self.staged.is_empty() && self.after_commit.is_empty() {
+                return;
+            }
+            if let Err(e) = self.store.commit().await {
+                // Nothing staged may be acted on: it might not survive. The
+                // runs stay in the store and resume after a restart.
+                tracing::error!(error = %e, "group commit failed; staged runs are dropped from memory");
+                for (run, _) in std::mem::take(&mut self.staged) {
+                    self.runs.remove(&run);
+                }
+                self.after_commit.clear();
+                return;
+            }
+            for reply in std::mem::take(&mut self.after_commit) {
+                reply();
+            }
+            let staged = std::mem::take(&mut self.staged);
+            let mut careful_invocations = Vec::new();
+            for (run, event) in staged {
+                let Some(live) = self.runs.get_mut(&run) else {
+                    continue;
+                };
+                match live.run.apply(&event) {
+                    Ok(actions) => self.execute(&run, actions, &mut careful_invocations),
+                    Err(e) => {
+                        tracing::error!(run, error = %e, "event does not fit the run");
+                    }
+                }
+            }
+            // Attempts of resumed runs wait for their `task_started` to be
+            // durable (one more commit); then they start.
+            if careful_invocations.is_empty() {
+                if self.staged.is_empty() {
+                    return;
+                }
+                // Events staged while executing (task_started of ordinary
+                // runs) need no wait; they ride on the next commit.
+                return;
+            }
+            if let Err(e) = self.store.commit().await {
+                tracing::error!(error = %e, "group commit failed");
+                return;
+            }
+            for inv in careful_invocations {
+                self.spawn_invocation(inv);
+            }
+        }
+    }
+
+    fn execute(&mut self, run: &str, actions: Vec<Action>, careful: &mut Vec<Invocation>) {
+        for action in actions {
+            match action {
+                Action::Invoke(inv) => {
+                    let event = Event::TaskStarted {
+                        step: inv.step.clone(),
+                        item: inv.item,
+                        attempt: inv.attempt,
+                        input: inv.input.clone(),
+                        at: now_ms(),
+                    };
+                    // Applied at once (the state machine already counts the
+                    // attempt as running); durable with the next commit.
+                    if !self.write(run, &event) {
+                        continue;
+                    }
+                    if let Some(live) = self.runs.get_mut(run) {
+                        let _ = live.run.apply(&event);
+                    }
+                    let _ = self.updates.send(Update::TaskStarted {
+                        run: run.to_string(),
+                        step: inv.step.clone(),
+                        item: inv.item,
+                        attempt: inv.attempt,
+                    });
+                    if self.careful.contains(run) {
+                        careful.push(inv);
+                    } else {
+                        self.spawn_invocation(inv);
+                    }
+                }
+                Action::StartTimer { timer, at } => {
+                    let tx = self.tx.clone();
+                    let run = run.to_string();
+                    let wait = at.saturating_sub(now_ms());
+                    let h = tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(wait)).await;
+                        let _ = tx.send(Msg::Timer { run, timer });
+                    });
+                    drop(h);
+                }
+                Action::RequestApproval(req) => {
+                    let _ = self.updates.send(Update::ApprovalRequested(req));
+                }
+                Action::AbortInvocations => {
+                    if let Some(handles) = self.inflight.remove(run) {
+                        for h in handles {
+                            h.abort();
+                        }
+                    }
+                }
+                Action::Finish { status, output } => self.finish(run, status, output),
+            }
+        }
+    }
+
+    fn spawn_invocation(&mut self, inv: Invocation) {
+        let run = inv.run.clone();
+        match &inv.target {
+            Target::Playbook { id, run: child } => {
+                let parent = ParentLink {
+                    run: inv.run.clone(),
+                    step: inv.step.clone(),
+                    item: inv.item,
+                };
+                if self.runs.contains_key(child) {
+                    return; // live already; its finish reaches the parent
+                }
+                match self.store.summary(child) {
+                    // Being resumed (recovery order is not parent-first).
+                    Ok(Some(s)) if s.status == "running" => return,
+                    Ok(Some(_)) => {
+                        let f = self.finished_from_store(child);
+                        self.deliver_child(&parent, child_result(&f));
+                        return;
+                    }
+                    _ => {}
+                }
+                match self.plans.plan(id, None) {
+                    Some(plan) => {
+                        let _ = self.tx.send(Msg::Start {
+                            plan,
+                            trigger: Arc::new(Value::Null),
+                            inputs: (*inv.input).clone(),
+                            parent: Some(parent),
+                            reply: None,
+                        });
+                    }
+                    None => {
+                        let f = Failure::new(
+                            FailureClass::Infrastructure,
+                            "unknown_playbook",
+                            format!("child playbook `{id}` is not installed"),
+                        );
+                        self.deliver_child(&parent, Err(f));
+                    }
+                }
+            }
+            Target::Action(r) => {
+                let limits = self.semaphores(&run, &r.package);
+                let executor = self.executor.clone();
+                let tx = self.tx.clone();
+                let handle = tokio::spawn(async move {
+                    let mut permits = Vec::new();
+                    for s in &limits {
+                        if let Ok(p) = s.clone().acquire_owned().await {
+                            permits.push(p);
+                        }
+                    }
+                    let (step, item, attempt, run) =
+                        (inv.step.clone(), inv.item, inv.attempt, inv.run.clone());
+                    let timeout = inv.timeout_ms;
+                    let started = Instant::now();
+                    let call = executor.invoke(inv);
+                    let outcome = match timeout {
+                        Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), call)
+                            .await
+                        {
+                            Ok(o) => o,
+                            Err(_) => Outcome {
+                                result: Err(Failure::infrastructure(
+                                    "timeout",
+                                    format!("the attempt ran past the step's timeout of {ms} ms"),
+                                )),
+                                duration: started.elapsed(),
+                            },
+                        },
+                        None => call.await,
+                    };
+                    drop(permits);
+                    let _ = tx.send(Msg::Done {
+                        run,
+                        step,
+                        item,
+                        attempt,
+                        outcome,
+                    });
+                });
+                let list = self.inflight.entry(run).or_default();
+                list.retain(|h| !h.is_finished());
+                list.push(handle.abort_handle());
+            }
+        }
+    }
+
+    /// The playbook's and the package's concurrency limits; each is its own
+    /// semaphore, so a saturated package holds back only its own steps.
+    fn semaphores(&mut self, run: &str, package: &str) -> Vec<Arc<Semaphore>> {
+        let mut out = Vec::new();
+        if let Some(live) = self.runs.get(run)
+            && let Some(n) = live.run.plan().playbook.concurrency
+        {
+            let key = format!("playbook:{}", live.run.plan().id());
+            out.push(
+                self.limits
+                    .entry(key)
+                    .or_insert_with(|| Arc::new(Semaphore::new(n.max(1) as usize)))
+                    .clone(),
+            );
+        }
+        if let Some(n) = self.executor.package_limit(package) {
+            let key = format!("package:{package}");
+            out.push(
+                self.limits
+                    .entry(key)
+                    .or_insert_with(|| Arc::new(Semaphore::new(n.max(1))))
+                    .clone(),
+            );
+        }
+        out
+    }
+
+    fn deliver_child(&mut self, parent: &ParentLink, result: Result<Arc<Value>, Failure>) {
+        let attempt = self
+            .runs
+            .get(&parent.run)
+            .and_then(|l| l.run.running_attempt_of(&parent.step, parent.item))
+            .unwrap_or(1);
+        let _ = self.tx.send(Msg::Done {
+            run: parent.run.clone(),
+            step: parent.step.clone(),
+            item: parent.item,
+            attempt,
+            outcome: Outcome {
+                result,
+                duration: Duration::ZERO,
+            },
+        });
+    }
+
+    fn finish(&mut self, run: &str, status: RunStatus, output: Option<Arc<Value>>) {
+        let Some(live) = self.runs.remove(run) else {
+            return;
+        };
+        self.careful.remove(run);
+        if let Some(handles) = self.inflight.remove(run) {
+            for h in handles {
+                h.abort();
+            }
+        }
+        let (started_at, _) = live.run.times();
+        let summary = RunSummary {
+            id: run.to_string(),
+            playbook: live.run.plan().id().to_string(),
+            status: status.as_str().to_string(),
+            started_at,
+            finished_at: Some(now_ms()),
+            error: match &status {
+                RunStatus::Failed(f) => Some(f.message.clone()),
+                _ => None,
+            },
+            parent: live.run.parent().map(|p| p.run.clone()),
+        };
+        if let Err(e) = self.store.put_summary(&summary) {
+            tracing::error!(run, error = %e, "could not record the run's end");
+        }
+        let finished = Finished {
+            run: run.to_string(),
+            status: status.clone(),
+            output,
+        };
+        if let Some(parent) = live.run.parent().cloned() {
+            self.deliver_child(&parent, child_result(&finished));
+        }
+        for w in self.waiters.remove(run).unwrap_or_default() {
+            let _ = w.send(finished.clone());
+        }
+        let _ = self.updates.send(Update::RunFinished {
+            run: run.to_string(),
+            status,
+        });
+    }
+
+    /// Rebuilds every unfinished run from its history and carries it on.
+    async fn recover(&mut self) -> Result<(), EngineError> {
+        let now = now_ms();
+        for id in self.store.active()? {
+            if !self.config.resume.includes(&id) {
+                continue;
+            }
+            let mut run = match crate::history::rebuild(
+                self.store.as_ref(),
+                self.plans.as_ref(),
+                &id,
+            ) {
+                Ok((run, _)) => run,
+                Err(e) => {
+                    tracing::error!(run = id, error = %e, "cannot resume this run; it stays paused");
+                    continue;
+                }
+            };
+            let events_len = run.applied();
+            let resume = run.resume(now);
+            self.runs.insert(
+                id.clone(),
+                Live {
+                    run,
+                    next_seq: events_len,
+                },
+            );
+            self.careful.insert(id.clone());
+            let mut careful = Vec::new();
+            self.execute(&id, resume.actions, &mut careful);
+            for (step, item, attempt) in resume.interrupted {
+                self.append(
+                    &id,
+                    Event::TaskInterrupted {
+                        step,
+                        item,
+                        attempt,
+                        at: now,
+                    },
+                );
+            }
+            self.commit_and_apply().await;
+            self.store.commit().await?;
+            for inv in careful {
+                self.spawn_invocation(inv);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn child_run_id(p: &ParentLink) -> String {
+    match p.item {
+        Some(i) => format!("{}~{}~{i}", p.run, p.step),
+        None => format!("{}~{}", p.run, p.step),
+    }
+}
+
+fn child_result(f: &Finished) -> Result<Arc<Value>, Failure> {
+    match &f.status {
+        RunStatus::Succeeded => Ok(f.output.clone().unwrap_or_else(|| Arc::new(Value::Null))),
+        RunStatus::Failed(fl) => Err(Failure::new(
+            FailureClass::Action,
+            "child_failed",
+            format!("child run {} failed: {}", f.run, fl.message),
+        )),
+        RunStatus::Cancelled => Err(Failure::new(
+            FailureClass::Cancelled,
+            "child_cancelled",
+            format!("child run {} was cancelled", f.run),
+        )),
+        RunStatus::Running => Err(Failure::new(
+            FailureClass::Infrastructure,
+            "child_running",
+            format!("child run {} has not finished", f.run),
+        )),
+    }
+}

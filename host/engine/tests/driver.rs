@@ -1,0 +1,526 @@
+//! The driver with an in-memory store and test executors: no Wasm, no disk.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use allama_engine::{
+    Decision, Engine, EngineConfig, EngineError, Executor, Failure, Invocation, MemoryStore,
+    Outcome, Plan, Plans, RunStatus, RunStore, Target, Update,
+};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+fn plan(yaml: &str) -> Arc<Plan> {
+    let pb = allama_playbook::parse(yaml, "test.yaml").unwrap_or_else(|d| panic!("{d}"));
+    Plan::new(pb, yaml)
+}
+
+#[derive(Default)]
+struct Library(Mutex<HashMap<String, Arc<Plan>>>);
+
+impl Library {
+    fn with(plans: &[&Arc<Plan>]) -> Arc<Self> {
+        let lib = Library::default();
+        for p in plans {
+            lib.0
+                .lock()
+                .unwrap()
+                .insert(p.id().to_string(), (*p).clone());
+        }
+        Arc::new(lib)
+    }
+}
+
+impl Plans for Library {
+    fn plan(&self, id: &str, digest: Option<&str>) -> Option<Arc<Plan>> {
+        let p = self.0.lock().unwrap().get(id).cloned()?;
+        match digest {
+            Some(d) if d != p.digest => None,
+            _ => Some(p),
+        }
+    }
+}
+
+/// Echoes its input as output, after an optional gate; counts calls per
+/// idempotency key and tracks concurrency per package.
+#[derive(Default)]
+struct Echo {
+    calls: Mutex<Vec<Invocation>>,
+    gate: Option<Arc<Notify>>,
+    gated_package: Option<String>,
+    in_flight: Mutex<HashMap<String, usize>>,
+    max_in_flight: Mutex<HashMap<String, usize>>,
+    limit: Option<(String, usize)>,
+    fail_step: Option<String>,
+}
+
+impl Echo {
+    fn calls_for(&self, step: &str) -> Vec<Invocation> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|i| i.step == step)
+            .cloned()
+            .collect()
+    }
+}
+
+fn package_of(inv: &Invocation) -> String {
+    match &inv.target {
+        Target::Action(r) => r.package.clone(),
+        Target::Playbook { id, .. } => id.clone(),
+    }
+}
+
+struct EchoExec(Arc<Echo>);
+
+impl Executor for EchoExec {
+    fn invoke(&self, inv: Invocation) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
+        let me = self.0.clone();
+        Box::pin(async move {
+            let pkg = package_of(&inv);
+            me.calls.lock().unwrap().push(inv.clone());
+            {
+                let mut f = me.in_flight.lock().unwrap();
+                let n = f.entry(pkg.clone()).or_default();
+                *n += 1;
+                let mut m = me.max_in_flight.lock().unwrap();
+                let mx = m.entry(pkg.clone()).or_default();
+                *mx = (*mx).max(*n);
+            }
+            if let (Some(gate), Some(gp)) = (&me.gate, &me.gated_package)
+                && *gp == pkg
+            {
+                gate.notified().await;
+            }
+            *me.in_flight.lock().unwrap().get_mut(&pkg).unwrap() -= 1;
+            let result = if me.fail_step.as_deref() == Some(inv.step.as_str()) {
+                Err(Failure::action("upstream", "vendor down", false))
+            } else {
+                Ok(inv.input.clone())
+            };
+            Outcome {
+                result,
+                duration: Duration::from_micros(3),
+            }
+        })
+    }
+
+    fn package_limit(&self, package: &str) -> Option<usize> {
+        self.0
+            .limit
+            .as_ref()
+            .filter(|(p, _)| p == package)
+            .map(|(_, n)| *n)
+    }
+}
+
+async fn engine(store: Arc<dyn RunStore>, echo: Arc<Echo>, plans: &[&Arc<Plan>]) -> Engine {
+    Engine::start(
+        store,
+        Arc::new(EchoExec(echo)),
+        Library::with(plans),
+        EngineConfig::default(),
+    )
+    .await
+    .expect("engine starts")
+}
+
+const LINEAR: &str = r#"
+id: linear
+inputs:
+  ip: { type: string, required: true }
+steps:
+  - id: a
+    uses: t/echo@1
+    with: { ip: "${{ inputs.ip }}" }
+  - id: b
+    needs: a
+    uses: t/echo@1
+    with: { got: "${{ steps.a.output.ip }}" }
+outputs:
+  result: ${{ steps.b.output.got }}
+"#;
+
+#[tokio::test]
+async fn a_run_goes_through_the_driver_to_its_outputs() {
+    let p = plan(LINEAR);
+    let echo = Arc::new(Echo::default());
+    let e = engine(Arc::new(MemoryStore::new()), echo.clone(), &[&p]).await;
+    let id = e
+        .start_run(p.clone(), json!({}), json!({"ip": "192.0.2.9"}))
+        .await
+        .expect("starts");
+    let done = e.wait(&id).await.expect("finishes");
+    assert_eq!(done.status, RunStatus::Succeeded);
+    assert_eq!(
+        *done.output.expect("outputs"),
+        json!({"result": "192.0.2.9"})
+    );
+    assert_eq!(echo.calls_for("a").len(), 1);
+    assert_eq!(echo.calls_for("b").len(), 1);
+}
+
+#[tokio::test]
+async fn bad_inputs_are_refused_before_a_run_exists() {
+    let p = plan(LINEAR);
+    let store = Arc::new(MemoryStore::new());
+    let e = engine(store.clone(), Arc::new(Echo::default()), &[&p]).await;
+    for (inputs, needle) in [
+        (json!({}), "input `ip` is required"),
+        (json!({"ip": 7}), "must be string, got a number"),
+        (json!({"ip": "x", "zzz": 1}), "unknown input `zzz`"),
+        (json!([1]), "must be a map"),
+    ] {
+        let err = e
+            .start_run(p.clone(), Value::Null, inputs)
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, EngineError::Inputs(_)));
+        assert!(err.to_string().contains(needle), "{err}");
+    }
+    assert!(store.summaries(10).expect("list").is_empty());
+}
+
+#[tokio::test]
+async fn an_unfinished_run_resumes_after_a_restart_with_the_same_idempotency_key() {
+    let p = plan(LINEAR);
+    let store: Arc<MemoryStore> = Arc::new(MemoryStore::new());
+    // First process: step `a` never returns.
+    let stuck = Arc::new(Echo {
+        gate: Some(Arc::new(Notify::new())),
+        gated_package: Some("t".into()),
+        ..Echo::default()
+    });
+    let e1 = engine(store.clone(), stuck.clone(), &[&p]).await;
+    let id = e1
+        .start_run(p.clone(), json!({}), json!({"ip": "192.0.2.1"}))
+        .await
+        .expect("starts");
+    let mut updates = e1.subscribe();
+    while stuck.calls_for("a").is_empty() {
+        let _ = tokio::time::timeout(Duration::from_millis(50), updates.recv()).await;
+    }
+    e1.shutdown().await;
+    // Second process, same store.
+    let echo = Arc::new(Echo::default());
+    let e2 = engine(store.clone(), echo.clone(), &[&p]).await;
+    let done = e2.wait(&id).await.expect("finishes");
+    assert_eq!(done.status, RunStatus::Succeeded);
+    let first = &stuck.calls_for("a")[0];
+    let again = echo.calls_for("a");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].idempotency_key, first.idempotency_key);
+    assert_eq!(again[0].attempt, first.attempt);
+    assert_eq!(echo.calls_for("b").len(), 1);
+}
+
+#[tokio::test]
+async fn a_completed_step_never_runs_again_after_a_restart() {
+    let p = plan(LINEAR);
+    let store: Arc<MemoryStore> = Arc::new(MemoryStore::new());
+    // `a` completes; `b`'s package is gated so the run stops in the middle.
+    let yaml = LINEAR.replace(
+        "needs: a\n    uses: t/echo@1",
+        "needs: a\n    uses: slow/echo@1",
+    );
+    let p2 = plan(&yaml);
+    let first = Arc::new(Echo {
+        gate: Some(Arc::new(Notify::new())),
+        gated_package: Some("slow".into()),
+        ..Echo::default()
+    });
+    let e1 = engine(store.clone(), first.clone(), &[&p2]).await;
+    let id = e1
+        .start_run(p2.clone(), json!({}), json!({"ip": "192.0.2.1"}))
+        .await
+        .expect("starts");
+    let mut updates = e1.subscribe();
+    while first.calls_for("b").is_empty() {
+        let _ = tokio::time::timeout(Duration::from_millis(50), updates.recv()).await;
+    }
+    e1.shutdown().await;
+    let second = Arc::new(Echo::default());
+    let e2 = engine(store.clone(), second.clone(), &[&p2]).await;
+    assert_eq!(
+        e2.wait(&id).await.expect("finishes").status,
+        RunStatus::Succeeded
+    );
+    assert!(
+        second.calls_for("a").is_empty(),
+        "a completed before the restart"
+    );
+    assert_eq!(second.calls_for("b").len(), 1);
+    drop(p);
+}
+
+const GATED: &str = r#"
+id: gated
+steps:
+  - id: ok
+    approval:
+      approvers: { roles: [responder] }
+      message: "Go?"
+  - id: act
+    needs: ok
+    uses: t/echo@1
+    with: { by: "${{ steps.ok.output.by }}" }
+outputs:
+  by: ${{ steps.act.output.by }}
+"#;
+
+#[tokio::test]
+async fn approvals_are_listed_checked_and_decided() {
+    let p = plan(GATED);
+    let e = engine(
+        Arc::new(MemoryStore::new()),
+        Arc::new(Echo::default()),
+        &[&p],
+    )
+    .await;
+    let id = e
+        .start_run(p.clone(), json!({}), Value::Null)
+        .await
+        .expect("starts");
+    let pending = loop {
+        let p = e.pending_approvals().await.expect("inbox");
+        if !p.is_empty() {
+            break p;
+        }
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(pending[0].run, id);
+    assert_eq!(pending[0].message, "Go?");
+    let refused = e
+        .decide(
+            &id,
+            "ok",
+            Decision::Approve,
+            "eve",
+            &["viewer".into()],
+            None,
+        )
+        .await
+        .expect_err("not an approver");
+    assert!(
+        refused.to_string().contains("eve may not decide"),
+        "{refused}"
+    );
+    e.decide(
+        &id,
+        "ok",
+        Decision::Approve,
+        "bob",
+        &["responder".into()],
+        Some("fine".into()),
+    )
+    .await
+    .expect("decided");
+    let done = e.wait(&id).await.expect("finishes");
+    assert_eq!(*done.output.expect("outputs"), json!({"by": "bob"}));
+    assert!(e.pending_approvals().await.expect("inbox").is_empty());
+}
+
+#[tokio::test]
+async fn cancel_ends_a_run_waiting_for_approval() {
+    let p = plan(GATED);
+    let e = engine(
+        Arc::new(MemoryStore::new()),
+        Arc::new(Echo::default()),
+        &[&p],
+    )
+    .await;
+    let id = e
+        .start_run(p.clone(), json!({}), Value::Null)
+        .await
+        .expect("starts");
+    e.cancel(&id, "carol").await.expect("cancelled");
+    assert_eq!(
+        e.wait(&id).await.expect("finishes").status,
+        RunStatus::Cancelled
+    );
+    assert!(matches!(
+        e.cancel(&id, "carol").await,
+        Err(EngineError::NoSuchRun(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_child_playbook_runs_as_its_own_run_and_returns_its_outputs() {
+    let child = plan(
+        r#"
+id: child
+inputs:
+  domain: { type: string, required: true }
+steps:
+  - id: look
+    uses: t/echo@1
+    with: { d: "${{ inputs.domain }}" }
+outputs:
+  seen: ${{ steps.look.output.d }}
+"#,
+    );
+    let parent = plan(
+        r#"
+id: parent
+steps:
+  - id: sub
+    playbook: child
+    with: { domain: "${{ trigger.domain }}" }
+outputs:
+  child: ${{ steps.sub.output.seen }}
+"#,
+    );
+    let echo = Arc::new(Echo::default());
+    let store = Arc::new(MemoryStore::new());
+    let e = engine(store.clone(), echo.clone(), &[&child, &parent]).await;
+    let id = e
+        .start_run(
+            parent.clone(),
+            json!({"domain": "evil.example"}),
+            Value::Null,
+        )
+        .await
+        .expect("starts");
+    let done = e.wait(&id).await.expect("finishes");
+    assert_eq!(
+        *done.output.expect("outputs"),
+        json!({"child": "evil.example"})
+    );
+    let child_run = format!("{id}~sub");
+    let s = store
+        .summary(&child_run)
+        .expect("read")
+        .expect("child run exists");
+    assert_eq!(s.status, "succeeded");
+    assert_eq!(s.parent.as_deref(), Some(id.as_str()));
+}
+
+#[tokio::test]
+async fn a_saturated_package_holds_back_only_its_own_steps() {
+    let p = plan(
+        r#"
+id: limits
+steps:
+  - id: slow
+    for_each: ${{ trigger.items }}
+    concurrency: 10
+    uses: slow/echo@1
+  - id: fast
+    for_each: ${{ trigger.items }}
+    concurrency: 10
+    uses: fast/echo@1
+"#,
+    );
+    let gate = Arc::new(Notify::new());
+    let echo = Arc::new(Echo {
+        gate: Some(gate.clone()),
+        gated_package: Some("slow".into()),
+        limit: Some(("slow".into(), 2)),
+        ..Echo::default()
+    });
+    let e = engine(Arc::new(MemoryStore::new()), echo.clone(), &[&p]).await;
+    let items: Vec<u32> = (0..6).collect();
+    let id = e
+        .start_run(p.clone(), json!({ "items": items }), Value::Null)
+        .await
+        .expect("starts");
+    let mut updates = e.subscribe();
+    // Every `fast` item finishes while `slow` is stuck behind its limit.
+    let mut fast_done = 0;
+    while fast_done < 6 {
+        if let Ok(Ok(Update::TaskFinished { step, .. })) =
+            tokio::time::timeout(Duration::from_secs(5), updates.recv()).await
+            && step == "fast"
+        {
+            fast_done += 1;
+        }
+    }
+    assert_eq!(
+        echo.calls_for("slow").len(),
+        2,
+        "only two slow steps admitted"
+    );
+    let opened = Arc::new(AtomicUsize::new(0));
+    while echo.calls_for("slow").len() < 6 || echo.in_flight.lock().unwrap()["slow"] > 0 {
+        gate.notify_waiters();
+        opened.fetch_add(1, Ordering::Relaxed);
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        e.wait(&id).await.expect("finishes").status,
+        RunStatus::Succeeded
+    );
+    assert_eq!(echo.max_in_flight.lock().unwrap()["slow"], 2);
+}
+
+#[tokio::test]
+async fn a_big_trigger_is_stored_once_however_many_steps_receive_it() {
+    let p = plan(
+        r#"
+id: big
+steps:
+  - id: s1
+    uses: t/echo@1
+    with: { event: "${{ trigger }}" }
+  - id: s2
+    needs: s1
+    uses: t/echo@1
+    with: { event: "${{ trigger }}" }
+  - id: s3
+    needs: s2
+    uses: t/echo@1
+    with: { event: "${{ steps.s2.output.event }}" }
+"#,
+    );
+    let store = Arc::new(MemoryStore::new());
+    let e = engine(store.clone(), Arc::new(Echo::default()), &[&p]).await;
+    let big: Vec<String> = (0..20_000).map(|i| format!("indicator-{i}")).collect();
+    let id = e
+        .start_run(p.clone(), json!({ "iocs": big }), Value::Null)
+        .await
+        .expect("starts");
+    assert_eq!(
+        e.wait(&id).await.expect("finishes").status,
+        RunStatus::Succeeded
+    );
+    assert_eq!(
+        store.blob_count(),
+        1,
+        "one blob for the alert, referred to by every event"
+    );
+    // And the history reads back whole.
+    let records = store.history(&id).expect("history");
+    let mut cache = HashMap::new();
+    let started = allama_engine::codec::decode(&id, 0, &records[0], store.as_ref(), &mut cache)
+        .expect("decodes");
+    match started {
+        allama_engine::Event::Started { trigger, .. } => {
+            assert_eq!(trigger["iocs"].as_array().map(Vec::len), Some(20_000));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_failing_step_fails_the_run_with_the_step_named() {
+    let p = plan(LINEAR);
+    let echo = Arc::new(Echo {
+        fail_step: Some("b".into()),
+        ..Echo::default()
+    });
+    let e = engine(Arc::new(MemoryStore::new()), echo, &[&p]).await;
+    let id = e
+        .start_run(p.clone(), json!({}), json!({"ip": "192.0.2.1"}))
+        .await
+        .expect("starts");
+    match e.wait(&id).await.expect("finishes").status {
+        RunStatus::Failed(f) => assert_eq!(f.message, "step `b` failed: vendor down"),
+        other => panic!("{other:?}"),
+    }
+}

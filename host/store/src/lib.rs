@@ -1,0 +1,406 @@
+//! sled storage for Allama.
+//!
+//! [`SledStore`] implements the engine's [`RunStore`]: run histories, the run
+//! index and content-addressed blobs, in one sled database under a data
+//! directory, with **group commit**: appends go into sled's buffers, and
+//! [`RunStore::commit`] resolves once a single flush-and-sync covering them
+//! has finished. One committer thread serves every waiter; all commits
+//! requested while a sync runs share the next one.
+//!
+//! Durability: sled 0.34's `flush()` writes its log with `sync_file_range`,
+//! which persists neither file metadata nor the device cache, so the
+//! committer also calls `sync_data()` on `<dir>/db` after every flush. What
+//! a commit covers survives `kill -9` and power loss (within what the disk's
+//! own flush guarantees); appends not yet committed survive `kill -9` only
+//! if the next commit or the periodic sync (every
+//! [`PERIODIC_SYNC`]) ran first.
+//!
+//! Key layout (schema version [`SCHEMA_VERSION`], in tree `meta`):
+//!
+//! | tree | key | value |
+//! | --- | --- | --- |
+//! | `history` | run id, `0x00`, seq (u64 big-endian) | one event (JSON, see `allama_engine::codec`) |
+//! | `runs` | run id | [`RunSummary`] (JSON) |
+//! | `active` | run id | empty: the run has not finished |
+//! | `blobs` | SHA-256 (hex) | the payload's JSON bytes |
+//! | `meta` | `schema_version` | u32 big-endian |
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use allama_engine::store::{CommitFuture, RunStore, RunSummary, StoreError};
+use tokio::sync::oneshot;
+
+/// The layout version written by this code.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Appends not followed by a commit are synced at least this often.
+pub const PERIODIC_SYNC: Duration = Duration::from_millis(20);
+
+/// Run histories, index and blobs in sled.
+pub struct SledStore {
+    db: sled::Db,
+    history: sled::Tree,
+    runs: sled::Tree,
+    active: sled::Tree,
+    blobs: sled::Tree,
+    committer: Arc<Committer>,
+    commit_thread: Option<std::thread::JoinHandle<()>>,
+    dir: PathBuf,
+}
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// sled refused the directory.
+    #[error("opening the store at {dir}: {message}")]
+    Sled {
+        /// The data directory.
+        dir: PathBuf,
+        /// sled's message.
+        message: String,
+    },
+    /// The store was written by a newer Allama.
+    #[error(
+        "the store at {dir} has schema version {found}; this Allama understands up to {SCHEMA_VERSION}"
+    )]
+    TooNew {
+        /// The data directory.
+        dir: PathBuf,
+        /// The version found.
+        found: u32,
+    },
+}
+
+fn io(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Io(e.to_string())
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, OpenError> {
+        let sled_err = |e: sled::Error| OpenError::Sled {
+            dir: dir.to_path_buf(),
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(dir).map_err(|e| OpenError::Sled {
+            dir: dir.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let db = sled::Config::new()
+            .path(dir)
+            // The committer thread decides when to flush.
+            .flush_every_ms(None)
+            .cache_capacity(64 * 1024 * 1024)
+            .open()
+            .map_err(sled_err)?;
+        let meta = db.open_tree("meta").map_err(sled_err)?;
+        match meta.get("schema_version").map_err(sled_err)? {
+            Some(v) => {
+                let found = v
+                    .as_ref()
+                    .try_into()
+                    .map(u32::from_be_bytes)
+                    .unwrap_or(u32::MAX);
+                if found > SCHEMA_VERSION {
+                    return Err(OpenError::TooNew {
+                        dir: dir.to_path_buf(),
+                        found,
+                    });
+                }
+            }
+            None => {
+                meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())
+                    .map_err(sled_err)?;
+            }
+        }
+        let file = File::open(dir.join("db")).map_err(|e| OpenError::Sled {
+            dir: dir.to_path_buf(),
+            message: format!("opening db for sync: {e}"),
+        })?;
+        let (committer, commit_thread) = Committer::start(db.clone(), file);
+        Ok(Self {
+            history: db.open_tree("history").map_err(sled_err)?,
+            runs: db.open_tree("runs").map_err(sled_err)?,
+            active: db.open_tree("active").map_err(sled_err)?,
+            blobs: db.open_tree("blobs").map_err(sled_err)?,
+            db,
+            committer,
+            commit_thread: Some(commit_thread),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Flushes and syncs now, blocking (for shutdown and tests).
+    pub fn sync_now(&self) -> Result<(), StoreError> {
+        self.committer.sync()
+    }
+
+    /// How many durable commits (flush + sync) have run.
+    pub fn commits(&self) -> u64 {
+        self.committer.count()
+    }
+
+    /// The sled database, for sibling stores (the server's trees).
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+}
+
+fn history_key(run: &str, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(run.len() + 9);
+    k.extend_from_slice(run.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+impl RunStore for SledStore {
+    fn append(&self, run: &str, first_seq: u64, records: &[Vec<u8>]) -> Result<(), StoreError> {
+        if run.as_bytes().contains(&0) {
+            return Err(StoreError::Io(format!(
+                "run id {run:?} contains a NUL byte"
+            )));
+        }
+        if let [one] = records {
+            self.history
+                .insert(history_key(run, first_seq), one.as_slice())
+                .map_err(io)?;
+        } else {
+            let mut batch = sled::Batch::default();
+            for (i, r) in records.iter().enumerate() {
+                batch.insert(history_key(run, first_seq + i as u64), r.as_slice());
+            }
+            self.history.apply_batch(batch).map_err(io)?;
+        }
+        self.committer.dirty();
+        Ok(())
+    }
+
+    fn history(&self, run: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut prefix = run.as_bytes().to_vec();
+        prefix.push(0);
+        let mut out = Vec::new();
+        for (n, kv) in self.history.scan_prefix(&prefix).enumerate() {
+            let (k, v) = kv.map_err(io)?;
+            let seq = k
+                .get(prefix.len()..)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes);
+            if seq != Some(n as u64) {
+                return Err(StoreError::Corrupt {
+                    run: run.to_string(),
+                    seq: n as u64,
+                    message: format!("the history has a gap: expected record {n}, found {seq:?}"),
+                });
+            }
+            out.push(v.to_vec());
+        }
+        Ok(out)
+    }
+
+    fn put_summary(&self, summary: &RunSummary) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(summary).map_err(io)?;
+        self.runs.insert(summary.id.as_bytes(), bytes).map_err(io)?;
+        if summary.status == "running" {
+            self.active.insert(summary.id.as_bytes(), &[]).map_err(io)?;
+        } else {
+            self.active.remove(summary.id.as_bytes()).map_err(io)?;
+        }
+        self.committer.dirty();
+        Ok(())
+    }
+
+    fn summary(&self, run: &str) -> Result<Option<RunSummary>, StoreError> {
+        match self.runs.get(run.as_bytes()).map_err(io)? {
+            Some(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt {
+                    run: run.to_string(),
+                    seq: 0,
+                    message: format!("run index entry: {e}"),
+                }),
+            None => Ok(None),
+        }
+    }
+
+    fn summaries(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.runs.iter().rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = kv.map_err(io)?;
+            let s: RunSummary = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                run: String::from_utf8_lossy(&k).into_owned(),
+                seq: 0,
+                message: format!("run index entry: {e}"),
+            })?;
+            out.push(s);
+        }
+        Ok(out)
+    }
+
+    fn active(&self) -> Result<Vec<String>, StoreError> {
+        self.active
+            .iter()
+            .keys()
+            .map(|k| {
+                k.map_err(io)
+                    .map(|k| String::from_utf8_lossy(&k).into_owned())
+            })
+            .collect()
+    }
+
+    fn put_blob(&self, hash: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        // Content-addressed: present means identical.
+        if !self.blobs.contains_key(hash).map_err(io)? {
+            self.blobs.insert(hash, bytes).map_err(io)?;
+            self.committer.dirty();
+        }
+        Ok(())
+    }
+
+    fn get_blob(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.blobs.get(hash).map_err(io)?.map(|b| b.to_vec()))
+    }
+
+    fn commit(&self) -> CommitFuture {
+        let rx = self.committer.request();
+        Box::pin(async move {
+            rx.await
+                .unwrap_or_else(|_| Err(StoreError::Io("the committer stopped".into())))
+        })
+    }
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        // Join the committer so sled's file lock is released when this
+        // returns: a store can be reopened at once.
+        self.committer.stop();
+        if let Some(t) = self.commit_thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The group-commit thread.
+struct Committer {
+    state: Mutex<CommitState>,
+    wake: Condvar,
+    db: sled::Db,
+    file: File,
+}
+
+#[derive(Default)]
+struct CommitState {
+    requested: u64,
+    done: u64,
+    dirty: bool,
+    stop: bool,
+    commits: u64,
+    waiters: Vec<(u64, oneshot::Sender<Result<(), StoreError>>)>,
+}
+
+impl Committer {
+    fn start(db: sled::Db, file: File) -> (Arc<Self>, std::thread::JoinHandle<()>) {
+        let c = Arc::new(Self {
+            state: Mutex::new(CommitState::default()),
+            wake: Condvar::new(),
+            db,
+            file,
+        });
+        let worker = c.clone();
+        let handle = std::thread::Builder::new()
+            .name("allama-commit".into())
+            .spawn(move || worker.run())
+            .expect("spawning the commit thread");
+        (c, handle)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CommitState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn dirty(&self) {
+        self.lock().dirty = true;
+    }
+
+    fn count(&self) -> u64 {
+        self.lock().commits
+    }
+
+    fn request(&self) -> oneshot::Receiver<Result<(), StoreError>> {
+        let (tx, rx) = oneshot::channel();
+        let mut s = self.lock();
+        s.requested += 1;
+        let g = s.requested;
+        s.waiters.push((g, tx));
+        drop(s);
+        self.wake.notify_one();
+        rx
+    }
+
+    fn stop(&self) {
+        self.lock().stop = true;
+        self.wake.notify_one();
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(io)?;
+        self.file.sync_data().map_err(io)?;
+        Ok(())
+    }
+
+    fn run(self: Arc<Self>) {
+        let mut s = self.lock();
+        loop {
+            if s.requested == s.done {
+                if s.stop {
+                    if s.dirty {
+                        drop(s);
+                        let _ = self.sync();
+                    }
+                    return;
+                }
+                // Nobody waits: sync leftover appends after a short while,
+                // so they join a commit if one is requested meanwhile.
+                let (g, timeout) = self
+                    .wake
+                    .wait_timeout(s, PERIODIC_SYNC)
+                    .unwrap_or_else(|e| e.into_inner());
+                s = g;
+                if s.requested == s.done && !(timeout.timed_out() && s.dirty) {
+                    continue;
+                }
+            }
+            let target = s.requested;
+            s.dirty = false;
+            drop(s);
+            let result = self.sync();
+            s = self.lock();
+            s.commits += 1;
+            s.done = target;
+            let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut s.waiters)
+                .into_iter()
+                .partition(|(g, _)| *g <= target);
+            s.waiters = waiting;
+            for (_, tx) in ready {
+                let _ = tx.send(
+                    result
+                        .as_ref()
+                        .map(|_| ())
+                        .map_err(|e| StoreError::Io(e.to_string())),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! The sled store on a real disk: contract, group commit, reopening, damage.
+
+use std::sync::Arc;
+
+use allama_engine::{RunStore, RunSummary};
+use allama_store::{OpenError, SledStore};
+
+fn summary(id: &str, status: &str, started_at: u64) -> RunSummary {
+    RunSummary {
+        id: id.into(),
+        playbook: "pb".into(),
+        status: status.into(),
+        started_at,
+        finished_at: None,
+        error: None,
+        parent: None,
+    }
+}
+
+#[tokio::test]
+async fn histories_index_and_blobs_survive_reopening() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let s = SledStore::open(dir.path()).expect("opens");
+        s.append("r1", 0, &[b"zero".to_vec(), b"one".to_vec()])
+            .expect("append");
+        s.append("r1", 2, &[b"two".to_vec()]).expect("append");
+        s.append("r10", 0, &[b"other run".to_vec()])
+            .expect("append");
+        s.put_summary(&summary("r1", "running", 1))
+            .expect("summary");
+        s.put_summary(&summary("r10", "succeeded", 2))
+            .expect("summary");
+        s.put_blob("abc", b"blob bytes").expect("blob");
+        s.commit().await.expect("commit");
+    }
+    let s = SledStore::open(dir.path()).expect("reopens");
+    assert_eq!(
+        s.history("r1").expect("history"),
+        [b"zero".to_vec(), b"one".to_vec(), b"two".to_vec()],
+        "r1's history does not pick up r10's records"
+    );
+    assert_eq!(s.active().expect("active"), ["r1"]);
+    let list = s.summaries(10).expect("list");
+    assert_eq!(list.len(), 2);
+    assert_eq!(
+        s.get_blob("abc").expect("blob").as_deref(),
+        Some(&b"blob bytes"[..])
+    );
+    assert_eq!(s.get_blob("nope").expect("blob"), None);
+    s.put_summary(&summary("r1", "failed", 1)).expect("summary");
+    assert!(
+        s.active().expect("active").is_empty(),
+        "a finished run is not active"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_commits_share_syncs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Arc::new(SledStore::open(dir.path()).expect("opens"));
+    let before = s.commits();
+    let mut tasks = Vec::new();
+    for t in 0..64u64 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..20u64 {
+                s.append(&format!("run{t}"), i, &[vec![b'x'; 200]])
+                    .expect("append");
+                s.commit().await.expect("commit");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let syncs = s.commits() - before;
+    // 1,280 commit requests; group commit serves many with one sync.
+    assert!(syncs < 1_280, "{syncs} syncs for 1,280 commits");
+    assert!(syncs >= 1);
+    for t in 0..64u64 {
+        assert_eq!(s.history(&format!("run{t}")).expect("history").len(), 20);
+    }
+}
+
+#[tokio::test]
+async fn a_gap_in_a_history_is_reported_not_skipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = SledStore::open(dir.path()).expect("opens");
+    s.append("r1", 0, &[b"a".to_vec()]).expect("append");
+    s.append("r1", 2, &[b"c".to_vec()]).expect("append");
+    let err = s.history("r1").expect_err("gap");
+    assert!(err.to_string().contains("gap"), "{err}");
+}
+
+#[test]
+fn run_ids_with_nul_bytes_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = SledStore::open(dir.path()).expect("opens");
+    assert!(s.append("r\x001", 0, &[b"a".to_vec()]).is_err());
+}
+
+#[test]
+fn a_store_from_a_newer_allama_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let s = SledStore::open(dir.path()).expect("opens");
+        let meta = s.db().open_tree("meta").expect("meta");
+        meta.insert("schema_version", &99u32.to_be_bytes())
+            .expect("insert");
+        s.sync_now().expect("sync");
+    }
+    match SledStore::open(dir.path()) {
+        Err(e @ OpenError::TooNew { found: 99, .. }) => {
+            assert!(e.to_string().contains("schema version 99"), "{e}")
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a newer store must be refused"),
+    }
+}
+
+#[test]
+fn corrupt_index_entries_are_typed_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = SledStore::open(dir.path()).expect("opens");
+    s.db()
+        .open_tree("runs")
+        .expect("runs")
+        .insert("rbad", &b"{not json"[..])
+        .expect("insert");
+    let err = s.summary("rbad").expect_err("corrupt");
+    assert!(err.to_string().contains("rbad"), "{err}");
+    assert!(s.summaries(10).is_err());
+}
