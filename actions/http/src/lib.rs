@@ -159,6 +159,10 @@ pub struct HttpRequest {
     /// Return error statuses (4xx, 5xx) as output instead of failing the step.
     #[serde(default)]
     pub accept_any_status: bool,
+    /// Send the step's idempotency key in this header (e.g. `Idempotency-Key`), so a vendor
+    /// that deduplicates by key acts once even when a step is retried or resumed after a crash.
+    #[serde(default)]
+    pub idempotency_header: Option<String>,
 }
 
 /// The response.
@@ -350,7 +354,7 @@ enum Credential {
     Handle(http::Auth),
 }
 
-fn request(input: HttpRequest, _ctx: &Context) -> Result<HttpResponse> {
+fn request(input: HttpRequest, ctx: &Context) -> Result<HttpResponse> {
     let url = checked_url(&input.url)?;
     if input.json.is_some() && input.body.is_some() {
         return Err(invalid("give `json` or `body`, not both".into()));
@@ -374,6 +378,16 @@ fn request(input: HttpRequest, _ctx: &Context) -> Result<HttpResponse> {
         let lower = checked_header_name(name, "`headers`")?;
         checked_header_value(&lower, value)?;
         headers.push((lower, value));
+    }
+    if let Some(name) = &input.idempotency_header {
+        let lower = checked_header_name(name, "`idempotency_header`")?;
+        if headers.iter().any(|(n, _)| *n == lower) {
+            return Err(invalid(format!(
+                "`headers` sets `{lower}`, which `idempotency_header` sets too"
+            )));
+        }
+        checked_header_value(&lower, &ctx.idempotency_key)?;
+        headers.push((lower, &ctx.idempotency_key));
     }
     let has = |name: &str| headers.iter().any(|(n, _)| n == name);
 
@@ -572,6 +586,42 @@ mod tests {
         assert_eq!(sent.header("authorization"), Some(basic.as_str()));
         assert_eq!(sent.header("content-type"), Some("application/json"));
         assert_eq!(sent.body_text(), r#"{"name":"x","tags":["a"]}"#);
+    }
+
+    #[test]
+    fn idempotency_key_in_a_header_of_ones_choosing() {
+        let host = MockHost::new().on("POST", API, Reply::json(201, json!({})));
+        run(&host, json!({"method": "POST", "url": API, "json": {}, "idempotency_header": "Idempotency-Key"})).unwrap();
+        assert_eq!(
+            host.requests()[0].header("idempotency-key"),
+            Some("test-run/request")
+        );
+        for (input, needle) in [
+            (
+                json!({"method": "POST", "url": API, "idempotency_header": "Bad Name"}),
+                "idempotency_header",
+            ),
+            (
+                json!({"method": "POST", "url": API, "idempotency_header": "host"}),
+                "host",
+            ),
+            (
+                json!({"method": "POST", "url": API, "idempotency_header": "x-key", "headers": {"X-Key": "mine"}}),
+                "sets too",
+            ),
+            (
+                json!({"method": "POST", "url": API, "idempotency_header": 7}),
+                "expected a string",
+            ),
+        ] {
+            let e = run(&host, input.clone()).expect_err(&input.to_string());
+            assert!(e.to_string().contains(needle), "{input}: {e}");
+        }
+        assert_eq!(
+            host.requests().len(),
+            1,
+            "refused input never reaches the vendor"
+        );
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub enum RunsCommand {
         /// Only runs with this status (running, succeeded, failed, cancelled).
         #[arg(long)]
         status: Option<String>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         env: Env,
     },
@@ -35,6 +38,10 @@ pub enum RunsCommand {
     Show {
         /// The run id.
         run: String,
+        /// Print the run as one JSON object: status, step statuses and the
+        /// whole history (events with their payloads).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         env: Env,
     },
@@ -89,8 +96,13 @@ pub struct DecideArgs {
 /// Entry point.
 pub fn main(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        RunsCommand::List { limit, status, env } => list(&env, limit, status.as_deref()),
-        RunsCommand::Show { run, env } => show(&env, &run),
+        RunsCommand::List {
+            limit,
+            status,
+            json,
+            env,
+        } => list(&env, limit, status.as_deref(), json),
+        RunsCommand::Show { run, json, env } => show(&env, &run, json),
         RunsCommand::Cancel { run, env } => carry_on(&env, Some(&run), false, |e, id| {
             Box::pin(async move { e.cancel(&id, &user_name(None)).await.map_err(Into::into) })
         }),
@@ -131,9 +143,19 @@ fn fmt_time(ms: Millis) -> String {
     )
 }
 
-fn list(env: &Env, limit: usize, status: Option<&str>) -> anyhow::Result<ExitCode> {
+fn list(env: &Env, limit: usize, status: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
     let store = env.open_store()?;
     let all = store.summaries(if status.is_some() { usize::MAX } else { limit })?;
+    if json {
+        for s in all
+            .iter()
+            .filter(|s| status.is_none_or(|st| s.status == st))
+            .take(limit)
+        {
+            println!("{}", serde_json::to_string(s)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "{:<34} {:<24} {:<10} {:<19} {:>10}",
         "RUN", "PLAYBOOK", "STATUS", "STARTED", "DURATION"
@@ -182,11 +204,27 @@ fn label(step: &str, item: Option<u32>, attempt: u32) -> String {
     }
 }
 
-fn show(env: &Env, run: &str) -> anyhow::Result<ExitCode> {
+fn show(env: &Env, run: &str, json: bool) -> anyhow::Result<ExitCode> {
     let store = env.open_store()?;
     let plans = LocalPlans::load(store.clone(), env.playbooks.as_deref())?;
     let (state, events) = allama_engine::history::rebuild(store.as_ref(), &plans, run)
         .with_context(|| format!("run {run}"))?;
+    if json {
+        let steps: BTreeMap<&str, &str> = state
+            .steps()
+            .map(|(id, s)| (id, s.status().as_str()))
+            .collect();
+        let out = serde_json::json!({
+            "run": run,
+            "playbook": state.plan().id(),
+            "status": state.status().as_str(),
+            "steps": steps,
+            "outputs": state.output().map(|o| (**o).clone()),
+            "events": events,
+        });
+        println!("{}", serde_json::to_string(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let t0 = events.first().map(Event::at).unwrap_or(0);
     println!(
         "run {run}  playbook {}  status {}",

@@ -708,9 +708,17 @@ impl Run {
     /// timers re-armed, approvals re-announced. Attempts that were logged as
     /// started and never finished are returned in `interrupted`; the driver
     /// records a `TaskInterrupted` for each (which re-runs or quarantines).
+    ///
+    /// A run whose history already ends it (the process died after the last
+    /// event was durable, before the end was acted on) is finished again: the
+    /// driver then records its end in the index and tells its parent.
     pub fn resume(&mut self, now: Millis) -> Resume {
         let mut resume = Resume::default();
         if self.status.is_final() {
+            resume.actions.push(Action::Finish {
+                status: self.status.clone(),
+                output: self.output.clone(),
+            });
             return resume;
         }
         for i in 0..self.steps.len() {

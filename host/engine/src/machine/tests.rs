@@ -671,6 +671,27 @@ fn resume_redispatches_attempts_that_were_decided_but_never_logged() {
 }
 
 #[test]
+fn resume_finishes_a_run_whose_history_already_ends_it() {
+    // The process died after the last step's result was durable but before
+    // the run's end was recorded in the index: resuming must finish it again,
+    // or it would stay "running" for ever.
+    let (mut sim, acts) = Sim::start(plan(LINEAR), json!({"ip": "192.0.2.1"}));
+    let mut next = invokes(&acts);
+    let mut last = Vec::new();
+    while let Some(inv) = next.pop() {
+        last = sim.succeed(&inv, json!({"ip": "192.0.2.1"}));
+        next.extend(invokes(&last));
+    }
+    let (status, output) = finished(&last).expect("the live run finished");
+    let mut rebuilt = sim.replayed();
+    let resume = rebuilt.resume(sim.now);
+    assert!(resume.interrupted.is_empty());
+    assert_eq!(finished(&resume.actions), Some((status, output.clone())));
+    assert!(output.is_some(), "outputs are kept");
+    assert!(invokes(&resume.actions).is_empty(), "nothing runs again");
+}
+
+#[test]
 fn cancel_skips_what_is_left_and_ignores_late_results() {
     let (mut sim, acts) = Sim::start(plan(LINEAR), json!({"ip": "192.0.2.1"}));
     let a = invokes(&acts).remove(0);
