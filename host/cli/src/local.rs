@@ -41,6 +41,16 @@ pub struct Env {
     /// directory of the playbook file given.
     #[arg(long, global = true)]
     pub playbooks: Option<PathBuf>,
+    /// Send requests for a host name to a fixed address instead of looking it
+    /// up, like /etc/hosts: NAME=IP:PORT (repeatable). For a vendor's mirror
+    /// or a local stand-in; grants still decide whether a package may reach
+    /// the name.
+    #[arg(long = "pin", value_name = "NAME=IP:PORT", global = true)]
+    pub pins: Vec<String>,
+    /// An extra certificate authority (PEM file) to trust for outbound HTTPS
+    /// (repeatable), e.g. an internal CA.
+    #[arg(long = "ca-cert", value_name = "FILE", global = true)]
+    pub ca_certs: Vec<PathBuf>,
 }
 
 impl Env {
@@ -187,13 +197,47 @@ impl Env {
     }
 }
 
-/// A runtime for local runs, with the compiled-code cache.
-pub fn runtime() -> anyhow::Result<Runtime> {
+/// Parses `--pin NAME=IP:PORT` values.
+fn parse_pins(pins: &[String]) -> anyhow::Result<HashMap<String, Vec<std::net::SocketAddr>>> {
+    let mut out: HashMap<String, Vec<std::net::SocketAddr>> = HashMap::new();
+    for p in pins {
+        let Some((name, addr)) = p.split_once('=') else {
+            bail!("--pin `{p}` must be NAME=IP:PORT");
+        };
+        let name = name.trim().to_ascii_lowercase();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        {
+            bail!("--pin `{p}`: `{name}` is not a host name");
+        }
+        let addr: std::net::SocketAddr = addr
+            .trim()
+            .parse()
+            .with_context(|| format!("--pin `{p}`: `{addr}` is not IP:PORT"))?;
+        out.entry(name).or_default().push(addr);
+    }
+    Ok(out)
+}
+
+/// A runtime for local runs, with the compiled-code cache, the pins and the
+/// extra CAs of `env`.
+pub fn runtime(env: &Env) -> anyhow::Result<Runtime> {
     let sink: Arc<dyn allama_runtime::audit::AuditSink> =
         Arc::new(allama_runtime::audit::NullAuditSink);
+    let pinned_hosts = parse_pins(&env.pins)?;
+    let mut extra_root_certs = Vec::new();
+    for f in &env.ca_certs {
+        extra_root_certs.push(
+            std::fs::read_to_string(f).with_context(|| format!("--ca-cert {}", f.display()))?,
+        );
+    }
     let config = |cache_dir| RuntimeConfig {
         max_concurrent_steps: 256,
         cache_dir,
+        pinned_hosts: pinned_hosts.clone(),
+        extra_root_certs: extra_root_certs.clone(),
         ..RuntimeConfig::default()
     };
     match Runtime::new(config(crate::action_run::default_cache_dir()), sink.clone()) {

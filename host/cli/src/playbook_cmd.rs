@@ -196,7 +196,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let store = args.env.open_store()?;
-    let runtime = crate::local::runtime()?;
+    let runtime = crate::local::runtime(&args.env)?;
     let mut registry = args.env.registry(Some(&runtime))?;
     let plans = add_library(
         &mut registry,
@@ -540,7 +540,7 @@ fn test(file: &Path, recordings: Vec<PathBuf>, env: &Env) -> anyhow::Result<Exit
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let runtime = crate::local::runtime()?;
+    let runtime = crate::local::runtime(env)?;
     let registry = Arc::new({
         let mut r = env.registry(Some(&runtime))?;
         let store: Arc<dyn RunStore> = Arc::new(MemoryStore::new());

@@ -475,7 +475,7 @@ async fn start(
     store: Arc<allama_store::SledStore>,
     scope: ResumeScope,
 ) -> anyhow::Result<(Engine, Arc<LocalPlans>)> {
-    let runtime = crate::local::runtime()?;
+    let runtime = crate::local::runtime(env)?;
     let registry = env.registry(Some(&runtime))?;
     let plans = Arc::new(LocalPlans::load(store.clone(), env.playbooks.as_deref())?);
     let executor = RuntimeExecutor::new(Arc::new(registry), TapeMode::Off);

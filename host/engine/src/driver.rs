@@ -638,7 +638,20 @@ impl Driver {
         }
     }
 
+    /// How a run that is no longer live ended, with its outputs: rebuilt from
+    /// its history (the index alone holds neither outputs nor the failure's
+    /// class), falling back to the index when the history cannot be read.
     fn finished_from_store(&self, run: &str) -> Finished {
+        if let Ok((state, _)) =
+            crate::history::rebuild(self.store.as_ref(), self.plans.as_ref(), run)
+            && state.status().is_final()
+        {
+            return Finished {
+                run: run.to_string(),
+                status: state.status().clone(),
+                output: state.output().cloned(),
+            };
+        }
         let status = match self.store.summary(run) {
             Ok(Some(s)) => match s.status.as_str() {
                 "succeeded" => RunStatus::Succeeded,

@@ -167,6 +167,36 @@ async fn a_run_goes_through_the_driver_to_its_outputs() {
 }
 
 #[tokio::test]
+async fn waiting_after_the_end_still_gives_the_outputs() {
+    let p = plan(LINEAR);
+    let e = engine(
+        Arc::new(MemoryStore::new()),
+        Arc::new(Echo::default()),
+        &[&p],
+    )
+    .await;
+    let mut updates = e.subscribe();
+    let id = e
+        .start_run(p.clone(), json!({}), json!({"ip": "192.0.2.9"}))
+        .await
+        .expect("starts");
+    // Let the run end before anyone waits for it.
+    loop {
+        if let Update::RunFinished { run, .. } = updates.recv().await.expect("updates")
+            && run == id
+        {
+            break;
+        }
+    }
+    let done = e.wait(&id).await.expect("finished");
+    assert_eq!(done.status, RunStatus::Succeeded);
+    assert_eq!(
+        done.output.map(|o| (*o).clone()),
+        Some(json!({"result": "192.0.2.9"}))
+    );
+}
+
+#[tokio::test]
 async fn bad_inputs_are_refused_before_a_run_exists() {
     let p = plan(LINEAR);
     let store = Arc::new(MemoryStore::new());

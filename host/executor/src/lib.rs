@@ -193,9 +193,9 @@ impl Executor for RuntimeExecutor {
                     duration: started.elapsed(),
                 };
             };
-            let tape = tapes.tape_for(&inv.step, inv.item, inv.attempt);
+            let tape = tapes.tape_for(&inv.run, &inv.step, inv.item, inv.attempt);
             let report = package.run_taped(&r.action, &input, &ctx, &tape).await;
-            tapes.finish(&inv.step, inv.item, inv.attempt, &tape);
+            tapes.finish(&inv.run, &inv.step, inv.item, inv.attempt, &tape);
             let result = match report.outcome {
                 Ok(v) => Ok(Arc::new(v)),
                 Err(e) => Err(failure_of(&e)),
