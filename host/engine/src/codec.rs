@@ -61,28 +61,28 @@ pub fn decode(
 }
 
 fn pack(v: Arc<Value>, threshold: usize, store: &dyn RunStore) -> Result<Payload, StoreError> {
-    let bytes = to_json(&v)?;
-    if bytes.len() <= threshold {
+    if json_len(&v)? <= threshold {
         return Ok(Payload {
             v,
             refs: BTreeMap::new(),
         });
     }
     let mut refs = BTreeMap::new();
-    let packed = pack_value(&v, bytes, String::new(), threshold, store, &mut refs)?;
+    let packed = pack_value(&v, String::new(), threshold, store, &mut refs)?;
     Ok(Payload {
         v: Arc::new(packed),
         refs,
     })
 }
 
-/// `bytes` is `v`'s JSON, already known to exceed the threshold. A
-/// container with a child over the threshold keeps its shape and packs that
-/// child; otherwise the whole value is one blob. So the same big subtree is
-/// the same blob wherever it is embedded.
+/// `v`'s JSON is known to exceed the threshold. A container with a child
+/// over the threshold keeps its shape and packs that child; otherwise the
+/// whole value is one blob. So the same big subtree is the same blob
+/// wherever it is embedded. Sizes are counted, not serialised: only the
+/// bytes of a blob are ever built, so packing a 20 MB payload needs one
+/// 20 MB buffer, not one per nesting level.
 fn pack_value(
     v: &Value,
-    bytes: Vec<u8>,
     pointer: String,
     threshold: usize,
     store: &dyn RunStore,
@@ -97,23 +97,24 @@ fn pack_value(
             .collect(),
         _ => Vec::new(),
     };
-    let mut sized = Vec::with_capacity(children.len());
-    let mut any_big = false;
-    for (key, c) in children {
-        let b = to_json(c)?;
-        any_big |= b.len() > threshold;
-        sized.push((key, c, b));
+    let mut big = Vec::with_capacity(children.len());
+    for (_, c) in &children {
+        big.push(json_len(c)? > threshold);
     }
-    if !any_big {
+    if !big.contains(&true) {
+        // Sized up front: growing by doubling would hold up to 1.5 copies at once.
+        let mut bytes = Vec::with_capacity(json_len(v)?);
+        serde_json::to_writer(&mut bytes, v)
+            .map_err(|e| StoreError::Io(format!("encoding a payload: {e}")))?;
         let hash = hex::encode(Sha256::digest(&bytes));
         store.put_blob(&hash, &bytes)?;
         refs.insert(pointer, hash);
         return Ok(Value::Null);
     }
-    let mut packed = Vec::with_capacity(sized.len());
-    for (key, c, b) in sized {
-        packed.push(if b.len() > threshold {
-            pack_value(c, b, format!("{pointer}/{key}"), threshold, store, refs)?
+    let mut packed = Vec::with_capacity(children.len());
+    for ((key, c), big) in children.into_iter().zip(big) {
+        packed.push(if big {
+            pack_value(c, format!("{pointer}/{key}"), threshold, store, refs)?
         } else {
             c.clone()
         });
@@ -122,6 +123,24 @@ fn pack_value(
         Value::Object(map) => Value::Object(map.keys().cloned().zip(packed).collect()),
         _ => Value::Array(packed),
     })
+}
+
+/// The length of `v`'s JSON, counted without building it.
+fn json_len(v: &Value) -> Result<usize, StoreError> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    serde_json::to_writer(&mut c, v)
+        .map_err(|e| StoreError::Io(format!("encoding a payload: {e}")))?;
+    Ok(c.0)
 }
 
 fn unpack(
@@ -163,10 +182,6 @@ fn unpack(
         }
     }
     Ok(Arc::new(v))
-}
-
-fn to_json(v: &Value) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(v).map_err(|e| StoreError::Io(format!("encoding a payload: {e}")))
 }
 
 fn escape(key: &str) -> String {
