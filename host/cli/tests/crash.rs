@@ -151,7 +151,8 @@ steps:
 }
 
 /// Kills `child` after `delay`, unless it ends first. Returns whether it was
-/// still working when killed; a process that ends by itself must end well.
+/// still working when killed. A process that ends by itself must end well,
+/// or with 1: some run failed (a step quarantined after three crashes).
 fn kill_after(mut child: Child, delay: Duration) -> bool {
     let until = Instant::now() + delay;
     loop {
@@ -160,7 +161,10 @@ fn kill_after(mut child: Child, delay: Duration) -> bool {
             if let Some(mut e) = child.stderr.take() {
                 std::io::Read::read_to_string(&mut e, &mut err).unwrap();
             }
-            assert!(status.success(), "allama ended with {status}: {err}");
+            assert!(
+                matches!(status.code(), Some(0 | 1)),
+                "allama ended with {status}: {err}"
+            );
             return false;
         }
         if Instant::now() >= until {
@@ -257,7 +261,7 @@ async fn kill_9_at_random_points_loses_nothing_and_repeats_nothing() {
     c.args(["runs", "resume", "--quiet"]);
     env(&mut c);
     let child = c.spawn().unwrap();
-    let hung = tokio::task::spawn_blocking(move || kill_after(child, Duration::from_secs(30)))
+    let hung = tokio::task::spawn_blocking(move || kill_after(child, Duration::from_secs(120)))
         .await
         .unwrap();
     if hung {
