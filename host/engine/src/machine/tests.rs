@@ -843,3 +843,49 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// `for_each` never has more than `concurrency` items in flight, runs
+    /// each item exactly once, and gathers results in input order, whatever
+    /// order the items finish in.
+    #[test]
+    fn for_each_parallelism_is_bounded_in_any_completion_order(
+        items in 0usize..40,
+        concurrency in 1usize..6,
+        order in proptest::collection::vec(any::<prop::sample::Index>(), 64),
+    ) {
+        let yaml = FAN.replace("concurrency: 2", &format!("concurrency: {concurrency}"));
+        let plan = plan(&yaml);
+        let mut sim = Sim { run: Run::new("r1", plan.clone()), history: Vec::new(), now: 1_000 };
+        let ips: Vec<Value> = (0..items).map(|i| json!(format!("10.0.0.{i}"))).collect();
+        let acts = sim.apply(Event::Started {
+            playbook: "fan".into(),
+            digest: plan.digest.clone(),
+            trigger: Arc::new(json!({ "ips": ips })),
+            inputs: Arc::new(json!({})),
+            parent: None,
+            at: 1_000,
+        });
+        let mut running = invokes(&acts);
+        let mut ran = vec![0u32; items];
+        let mut order = order.into_iter().cycle();
+        let mut end = acts;
+        while !running.is_empty() {
+            prop_assert!(running.len() <= concurrency, "{} in flight, bound {concurrency}", running.len());
+            let pick = order.next().map(|ix| ix.index(running.len())).unwrap_or(0);
+            let inv = running.remove(pick);
+            let i = inv.item.expect("an item") as usize;
+            ran[i] += 1;
+            let acts = sim.succeed(&inv, json!({ "n": i }));
+            running.extend(invokes(&acts));
+            end = acts;
+        }
+        prop_assert!(ran.iter().all(|&n| n == 1), "{ran:?}");
+        let (status, output) = finished(&end).expect("finished");
+        prop_assert_eq!(status, RunStatus::Succeeded);
+        let expect: Vec<Value> = (0..items).map(|i| json!({ "n": i })).collect();
+        prop_assert_eq!((*output.expect("outputs")).clone(), json!({ "all": expect }));
+    }
+}
