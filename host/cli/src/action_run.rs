@@ -125,17 +125,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut secrets = MemorySecretStore::new();
     for s in &args.secrets {
-        let Some((name, value)) = s.split_once('=') else {
-            bail!(
-                "--secret `{}` must be NAME=VALUE",
-                s.split('=').next().unwrap_or("")
-            );
-        };
-        if !allama_grant::template::is_valid_secret_name(name) {
-            bail!(
-                "--secret: `{name}` is not a valid secret name (letters, digits and _, not starting with a digit)"
-            );
-        }
+        let (name, value) = parse_secret(s)?;
         secrets.insert(name, value);
     }
     let memory = Arc::new(MemoryAuditSink::new());
@@ -278,4 +268,20 @@ fn describe(e: &AuditEvent) -> String {
         None => " ".repeat(12),
     };
     format!("{when}  {e}")
+}
+
+/// One `--secret NAME=VALUE`, checked (the value is never echoed).
+pub fn parse_secret(s: &str) -> anyhow::Result<(&str, &str)> {
+    let Some((name, value)) = s.split_once('=') else {
+        bail!(
+            "--secret `{}` must be NAME=VALUE",
+            s.split('=').next().unwrap_or("")
+        );
+    };
+    if !allama_grant::template::is_valid_secret_name(name) {
+        bail!(
+            "--secret: `{name}` is not a valid secret name (letters, digits and _, not starting with a digit)"
+        );
+    }
+    Ok((name, value))
 }

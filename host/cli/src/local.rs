@@ -110,17 +110,7 @@ impl Env {
             }
         }
         for s in &self.secrets {
-            let Some((name, value)) = s.split_once('=') else {
-                bail!(
-                    "--secret `{}` must be NAME=VALUE",
-                    s.split('=').next().unwrap_or("")
-                );
-            };
-            if !allama_grant::template::is_valid_secret_name(name) {
-                bail!(
-                    "--secret: `{name}` is not a valid secret name (letters, digits and _, not starting with a digit)"
-                );
-            }
+            let (name, value) = crate::action_run::parse_secret(s)?;
             secrets.insert(name, value);
         }
         Ok(secrets)

@@ -315,7 +315,10 @@ outputs:
 "#;
 
 fn start_fan(ips: Value) -> (Sim, Vec<Action>) {
-    let plan = plan(FAN);
+    start_fan_with(plan(FAN), ips)
+}
+
+fn start_fan_with(plan: Arc<Plan>, ips: Value) -> (Sim, Vec<Action>) {
     let mut sim = Sim {
         run: Run::new("r1", plan.clone()),
         history: Vec::new(),
@@ -857,17 +860,8 @@ proptest! {
         order in proptest::collection::vec(any::<prop::sample::Index>(), 64),
     ) {
         let yaml = FAN.replace("concurrency: 2", &format!("concurrency: {concurrency}"));
-        let plan = plan(&yaml);
-        let mut sim = Sim { run: Run::new("r1", plan.clone()), history: Vec::new(), now: 1_000 };
         let ips: Vec<Value> = (0..items).map(|i| json!(format!("10.0.0.{i}"))).collect();
-        let acts = sim.apply(Event::Started {
-            playbook: "fan".into(),
-            digest: plan.digest.clone(),
-            trigger: Arc::new(json!({ "ips": ips })),
-            inputs: Arc::new(json!({})),
-            parent: None,
-            at: 1_000,
-        });
+        let (mut sim, acts) = start_fan_with(plan(&yaml), json!(ips));
         let mut running = invokes(&acts);
         let mut ran = vec![0u32; items];
         let mut order = order.into_iter().cycle();
