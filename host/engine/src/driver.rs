@@ -462,6 +462,15 @@ impl Driver {
                     shutdown = Some(reply);
                     continue;
                 }
+                // A decision is checked against the run as it is; if this
+                // batch already holds events for the run (a deadline that
+                // escalated, another decision), apply them first, so the
+                // check sees who may decide now and that the step still waits.
+                if let Msg::Decide { run, .. } = &msg
+                    && self.staged.iter().any(|(r, _)| r == run)
+                {
+                    self.commit_and_apply().await;
+                }
                 self.stage(msg);
             }
             self.commit_and_apply().await;
@@ -543,11 +552,27 @@ impl Driver {
                     }
                     return;
                 }
-                self.append(&id, event);
-                if let Some(reply) = reply {
-                    let id2 = id.clone();
-                    self.after_commit
-                        .push(Box::new(move || drop(reply.send(Ok(id2)))));
+                match self.append(&id, event) {
+                    Ok(()) => {
+                        if let Some(reply) = reply {
+                            let id2 = id.clone();
+                            self.after_commit
+                                .push(Box::new(move || drop(reply.send(Ok(id2)))));
+                        }
+                    }
+                    Err(e) => {
+                        // Never started: its index entry must not say
+                        // "running", or it would wait to be resumed for ever.
+                        let _ = self.store.put_summary(&RunSummary {
+                            status: "failed".into(),
+                            finished_at: Some(now_ms()),
+                            error: Some(format!("the run could not be written: {e}")),
+                            ..summary
+                        });
+                        if let Some(reply) = reply {
+                            let _ = reply.send(Err(e));
+                        }
+                    }
                 }
             }
             Msg::Done {
@@ -588,11 +613,13 @@ impl Driver {
                         at,
                     },
                 };
-                self.append(&run, event);
+                // Nothing to acknowledge: if the write fails, the run resumes after a restart.
+                let _ = self.append(&run, event);
             }
             Msg::Timer { run, timer } => {
                 if self.runs.contains_key(&run) {
-                    self.append(
+                    // Nothing to acknowledge: if the write fails, the run resumes after a restart.
+                    let _ = self.append(
                         &run,
                         Event::TimerFired {
                             timer,
@@ -618,7 +645,7 @@ impl Driver {
                     let _ = reply.send(Err(e.into()));
                     return;
                 }
-                self.append(
+                match self.append(
                     &run,
                     Event::ApprovalDecided {
                         step,
@@ -627,18 +654,24 @@ impl Driver {
                         comment,
                         at: now_ms(),
                     },
-                );
-                self.after_commit
-                    .push(Box::new(move || drop(reply.send(Ok(())))));
+                ) {
+                    Ok(()) => self
+                        .after_commit
+                        .push(Box::new(move || drop(reply.send(Ok(()))))),
+                    Err(e) => drop(reply.send(Err(e))),
+                }
             }
             Msg::Cancel { run, by, reply } => {
                 if !self.runs.contains_key(&run) {
                     let _ = reply.send(Err(EngineError::NoSuchRun(run)));
                     return;
                 }
-                self.append(&run, Event::CancelRequested { by, at: now_ms() });
-                self.after_commit
-                    .push(Box::new(move || drop(reply.send(Ok(())))));
+                match self.append(&run, Event::CancelRequested { by, at: now_ms() }) {
+                    Ok(()) => self
+                        .after_commit
+                        .push(Box::new(move || drop(reply.send(Ok(()))))),
+                    Err(e) => drop(reply.send(Err(e))),
+                }
             }
             Msg::Wait { run, reply } => {
                 if self.runs.contains_key(&run) {
@@ -707,18 +740,19 @@ impl Driver {
     }
 
     /// Writes an event to the store (not yet durable) and stages it to be
-    /// applied after the next commit.
-    fn append(&mut self, run: &str, event: Event) {
-        if self.write(run, &event) {
-            self.staged.push((run.to_string(), event));
-        }
+    /// applied after the next commit. An error means nothing was staged: the
+    /// caller must not acknowledge the event.
+    fn append(&mut self, run: &str, event: Event) -> Result<(), EngineError> {
+        self.write(run, &event)?;
+        self.staged.push((run.to_string(), event));
+        Ok(())
     }
 
     /// Writes an event to the store (not yet durable). On failure the run is
     /// dropped from memory: it stays in the store and resumes after a restart.
-    fn write(&mut self, run: &str, event: &Event) -> bool {
+    fn write(&mut self, run: &str, event: &Event) -> Result<(), EngineError> {
         let Some(live) = self.runs.get_mut(run) else {
-            return false;
+            return Err(EngineError::NoSuchRun(run.to_string()));
         };
         let seq = live.next_seq;
         match codec::encode(event, self.config.blob_threshold, self.store.as_ref())
@@ -726,12 +760,12 @@ impl Driver {
         {
             Ok(()) => {
                 live.next_seq += 1;
-                true
+                Ok(())
             }
             Err(e) => {
                 tracing::error!(run, error = %e, "could not write an event; the run stops here and resumes after a restart");
                 self.runs.remove(run);
-                false
+                Err(e.into())
             }
         }
     }
@@ -800,7 +834,7 @@ impl Driver {
                     };
                     // Applied at once (the state machine already counts the
                     // attempt as running); durable with the next commit.
-                    if !self.write(run, &event) {
+                    if self.write(run, &event).is_err() {
                         continue;
                     }
                     if let Some(live) = self.runs.get_mut(run) {
@@ -864,6 +898,19 @@ impl Driver {
                         return;
                     }
                     _ => {}
+                }
+                let depth = child_depth(child);
+                if depth > MAX_CHILD_DEPTH {
+                    let f = Failure::new(
+                        FailureClass::Expression,
+                        "child_depth",
+                        format!(
+                            "step `{}` would start `{id}` as a child run {depth} levels deep (at most {MAX_CHILD_DEPTH}): do playbooks start each other in a cycle?",
+                            inv.step
+                        ),
+                    );
+                    self.deliver_child(&parent, Err(f));
+                    return;
                 }
                 match self.plans.plan(id, None) {
                     Some(plan) => {
@@ -1051,7 +1098,8 @@ impl Driver {
             let mut careful = Vec::new();
             self.execute(&id, resume.actions, &mut careful);
             for (step, item, attempt) in resume.interrupted {
-                self.append(
+                // Nothing to acknowledge: if the write fails, the run resumes after a restart.
+                let _ = self.append(
                     &id,
                     Event::TaskInterrupted {
                         step,
@@ -1069,6 +1117,20 @@ impl Driver {
         }
         Ok(())
     }
+}
+
+/// Deepest nesting of child runs. Validation refuses a playbook that starts
+/// itself, but not `a` → `b` → `a`; this bound stops such a cycle after a
+/// few levels instead of starting runs without end.
+pub const MAX_CHILD_DEPTH: usize = 8;
+
+/// How many child levels below the root run `run` is (its id is
+/// `<root>~<step>[~<item>]…`; step ids start with a letter, items are numbers).
+fn child_depth(run: &str) -> usize {
+    run.split('~')
+        .skip(1)
+        .filter(|s| s.parse::<u32>().is_err())
+        .count()
 }
 
 fn child_run_id(p: &ParentLink) -> String {

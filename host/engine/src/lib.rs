@@ -23,8 +23,8 @@ pub mod plan;
 pub mod store;
 
 pub use driver::{
-    Engine, EngineConfig, EngineError, Executor, Finished, Outcome, Plans, ResumeScope, RunView,
-    Update,
+    Engine, EngineConfig, EngineError, Executor, Finished, MAX_CHILD_DEPTH, Outcome, Plans,
+    ResumeScope, RunView, Update,
 };
 pub use event::{
     Decision, Event, Failure, FailureClass, Millis, ParentLink, TimerKey, TimerPurpose,

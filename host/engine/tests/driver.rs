@@ -357,6 +357,43 @@ async fn approvals_are_listed_checked_and_decided() {
 }
 
 #[tokio::test]
+async fn of_two_decisions_at_once_only_the_first_is_acknowledged() {
+    let p = plan(GATED);
+    let e = engine(
+        Arc::new(MemoryStore::new()),
+        Arc::new(Echo::default()),
+        &[&p],
+    )
+    .await;
+    let id = e
+        .start_run(p.clone(), json!({}), Value::Null)
+        .await
+        .expect("starts");
+    while e.pending_approvals().await.expect("inbox").is_empty() {
+        tokio::task::yield_now().await;
+    }
+    let roles = ["responder".to_string()];
+    // Both reach the driver in one batch: the second must be checked
+    // against the run after the first, not before.
+    let (first, second) = tokio::join!(
+        e.decide(&id, "ok", Decision::Reject, "bob", &roles, None),
+        e.decide(&id, "ok", Decision::Approve, "alice", &roles, None),
+    );
+    assert!(
+        first.is_ok() != second.is_ok(),
+        "exactly one decision counts: {first:?} {second:?}"
+    );
+    let done = e.wait(&id).await.expect("finishes");
+    match (first.is_ok(), &done.status) {
+        (true, RunStatus::Failed(f)) => assert!(f.message.contains("rejected by bob"), "{f:?}"),
+        (false, RunStatus::Succeeded) => {
+            assert_eq!(*done.output.expect("outputs"), json!({"by": "alice"}))
+        }
+        other => panic!("the acknowledged decision did not decide: {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn cancel_ends_a_run_waiting_for_approval() {
     let p = plan(GATED);
     let e = engine(
@@ -378,6 +415,29 @@ async fn cancel_ends_a_run_waiting_for_approval() {
         e.cancel(&id, "carol").await,
         Err(EngineError::NoSuchRun(_))
     ));
+}
+
+#[tokio::test]
+async fn playbooks_that_start_each_other_stop_at_the_depth_limit() {
+    let ping = plan("id: ping\nsteps:\n  - { id: call, playbook: pong }\n");
+    let pong = plan("id: pong\nsteps:\n  - { id: call, playbook: ping }\n");
+    let store = Arc::new(MemoryStore::new());
+    let e = engine(store.clone(), Arc::new(Echo::default()), &[&ping, &pong]).await;
+    let id = e
+        .start_run(ping.clone(), json!({}), Value::Null)
+        .await
+        .expect("starts");
+    match e.wait(&id).await.expect("finishes").status {
+        RunStatus::Failed(f) => {
+            assert!(f.message.contains("levels deep"), "{}", f.message);
+            assert!(f.message.contains("cycle"), "{}", f.message);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The root plus MAX_CHILD_DEPTH children, every one finished.
+    let all = store.summaries(usize::MAX).expect("index");
+    assert_eq!(all.len(), 1 + allama_engine::MAX_CHILD_DEPTH);
+    assert!(all.iter().all(|s| s.status == "failed"), "{all:?}");
 }
 
 #[tokio::test]

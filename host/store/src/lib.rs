@@ -22,8 +22,13 @@
 //! | `history` | run id, `0x00`, seq (u64 big-endian) | one event (JSON, see `allama_engine::codec`) |
 //! | `runs` | run id | [`RunSummary`] (JSON) |
 //! | `active` | run id | empty: the run has not finished |
-//! | `blobs` | SHA-256 (hex) | the payload's JSON bytes |
-//! | `blob_index` | SHA-256 (hex) | empty: the blob is stored (checked instead of `blobs`, whose lookups read the whole value) |
+//!
+//! Blobs (payloads over the codec's threshold, playbook sources) are files,
+//! `<dir>/payloads/<sha256 hex>`, not sled values: sled 0.34 writes values
+//! this large to files of its own without any fsync, and reads a whole value
+//! even to say it exists. Each blob is written to a temporary name, synced,
+//! renamed and its directory synced before `put_blob` returns, so it is
+//! durable before any event that refers to it can be committed.
 //! | `meta` | `schema_version` | u32 big-endian |
 
 use std::fs::File;
@@ -40,14 +45,13 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// Appends not followed by a commit are synced at least this often.
 pub const PERIODIC_SYNC: Duration = Duration::from_millis(20);
 
-/// Run histories, index and blobs in sled.
+/// Run histories and the index in sled, blobs as synced files beside it.
 pub struct SledStore {
     db: sled::Db,
     history: sled::Tree,
     runs: sled::Tree,
     active: sled::Tree,
-    blobs: sled::Tree,
-    blob_index: sled::Tree,
+    payloads: PathBuf,
     committer: Arc<Committer>,
     commit_thread: Option<std::thread::JoinHandle<()>>,
     dir: PathBuf,
@@ -81,6 +85,19 @@ fn io(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl SledStore {
+    /// Where the blob named `hash` lives. Names are SHA-256 hex digests; any
+    /// other name (from a damaged or hostile history) is refused, so it can
+    /// never point outside the blob directory.
+    fn blob_path(&self, hash: &str) -> Result<PathBuf, StoreError> {
+        if hash.len() != 64 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(StoreError::Io(format!(
+                "`{}` is not a blob name (64 lowercase hex digits)",
+                hash.chars().take(80).collect::<String>()
+            )));
+        }
+        Ok(self.payloads.join(hash))
+    }
+
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, OpenError> {
         let sled_err = |e: sled::Error| OpenError::Sled {
@@ -127,8 +144,14 @@ impl SledStore {
             history: db.open_tree("history").map_err(sled_err)?,
             runs: db.open_tree("runs").map_err(sled_err)?,
             active: db.open_tree("active").map_err(sled_err)?,
-            blobs: db.open_tree("blobs").map_err(sled_err)?,
-            blob_index: db.open_tree("blob_index").map_err(sled_err)?,
+            payloads: {
+                let p = dir.join("payloads");
+                std::fs::create_dir_all(&p).map_err(|e| OpenError::Sled {
+                    dir: dir.to_path_buf(),
+                    message: format!("creating {}: {e}", p.display()),
+                })?;
+                p
+            },
             db,
             committer,
             commit_thread: Some(commit_thread),
@@ -263,21 +286,39 @@ impl RunStore for SledStore {
     }
 
     fn put_blob(&self, hash: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        // Content-addressed: present means identical. The index is checked,
-        // not `blobs`: sled reads a whole value even to say it exists, which
-        // for a 20 MB alert passed to five steps was 100 MB read for nothing.
-        // The blob is written before its index entry, and sled's log keeps
-        // that order, so an index entry never outlives its blob.
-        if !self.blob_index.contains_key(hash).map_err(io)? {
-            self.blobs.insert(hash, bytes).map_err(io)?;
-            self.blob_index.insert(hash, &[]).map_err(io)?;
-            self.committer.dirty();
+        let path = self.blob_path(hash)?;
+        // Content-addressed: present means identical.
+        if path.exists() {
+            return Ok(());
         }
-        Ok(())
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self
+            .payloads
+            .join(format!(".{hash}.{}.{n}.tmp", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            File::open(&self.payloads)?.sync_all()
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            StoreError::Io(format!("writing blob {}: {e}", path.display()))
+        })
     }
 
     fn get_blob(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.blobs.get(hash).map_err(io)?.map(|b| b.to_vec()))
+        let path = self.blob_path(hash)?;
+        match std::fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::Io(format!(
+                "reading blob {}: {e}",
+                path.display()
+            ))),
+        }
     }
 
     fn commit(&self) -> CommitFuture {

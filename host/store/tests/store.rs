@@ -5,6 +5,9 @@ use std::sync::Arc;
 use allama_engine::{RunStore, RunSummary};
 use allama_store::{OpenError, SledStore};
 
+/// A blob name (a SHA-256 in hex).
+const H1: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
 fn summary(id: &str, status: &str, started_at: u64) -> RunSummary {
     RunSummary {
         id: id.into(),
@@ -31,7 +34,7 @@ async fn histories_index_and_blobs_survive_reopening() {
             .expect("summary");
         s.put_summary(&summary("r10", "succeeded", 2))
             .expect("summary");
-        s.put_blob("abc", b"blob bytes").expect("blob");
+        s.put_blob(H1, b"blob bytes").expect("blob");
         s.commit().await.expect("commit");
     }
     let s = SledStore::open(dir.path()).expect("reopens");
@@ -44,10 +47,38 @@ async fn histories_index_and_blobs_survive_reopening() {
     let list = s.summaries(10).expect("list");
     assert_eq!(list.len(), 2);
     assert_eq!(
-        s.get_blob("abc").expect("blob").as_deref(),
+        s.get_blob(H1).expect("blob").as_deref(),
         Some(&b"blob bytes"[..])
     );
-    assert_eq!(s.get_blob("nope").expect("blob"), None);
+    assert_eq!(s.get_blob(&"0".repeat(64)).expect("blob"), None);
+    // Blob names come from histories; a damaged or hostile one cannot reach
+    // outside the blob directory.
+    for bad in [
+        "../../../etc/passwd",
+        "abc",
+        "",
+        &"A".repeat(64),
+        &format!("{}/x", "0".repeat(62)),
+    ] {
+        assert!(s.get_blob(bad).is_err(), "{bad:?}");
+        assert!(s.put_blob(bad, b"x").is_err(), "{bad:?}");
+    }
+    // Written once: the same name again leaves the first bytes.
+    s.put_blob(H1, b"other").expect("blob");
+    assert_eq!(
+        s.get_blob(H1).expect("blob").as_deref(),
+        Some(&b"blob bytes"[..])
+    );
+    assert!(
+        std::fs::read_dir(dir.path().join("payloads"))
+            .expect("payloads")
+            .all(|e| !e
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp")),
+        "no temporary files left"
+    );
     s.put_summary(&summary("r1", "failed", 1)).expect("summary");
     assert!(
         s.active().expect("active").is_empty(),
