@@ -871,6 +871,26 @@ impl Driver {
                             h.abort();
                         }
                     }
+                    // Child runs in flight are abandoned too: cancel each
+                    // direct child (it cancels its own children in turn).
+                    let prefix = format!("{run}~");
+                    let children: Vec<String> = self
+                        .runs
+                        .keys()
+                        .filter(|id| {
+                            id.strip_prefix(&prefix)
+                                .is_some_and(|rest| child_depth(&format!("x~{rest}")) == 1)
+                        })
+                        .cloned()
+                        .collect();
+                    for child in children {
+                        let (reply, _) = oneshot::channel();
+                        let _ = self.tx.send(Msg::Cancel {
+                            run: child,
+                            by: format!("its parent run {run}"),
+                            reply,
+                        });
+                    }
                 }
                 Action::Finish { status, output } => self.finish(run, status, output),
             }

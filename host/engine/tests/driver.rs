@@ -418,6 +418,34 @@ async fn cancel_ends_a_run_waiting_for_approval() {
 }
 
 #[tokio::test]
+async fn cancelling_a_run_cancels_its_child_runs() {
+    let child = plan(GATED);
+    let parent = plan("id: parent\nsteps:\n  - { id: sub, playbook: gated }\n");
+    let store = Arc::new(MemoryStore::new());
+    let e = engine(store.clone(), Arc::new(Echo::default()), &[&child, &parent]).await;
+    let id = e
+        .start_run(parent.clone(), json!({}), Value::Null)
+        .await
+        .expect("starts");
+    // The child waits for its approval.
+    while e.pending_approvals().await.expect("inbox").is_empty() {
+        tokio::task::yield_now().await;
+    }
+    e.cancel(&id, "carol").await.expect("cancelled");
+    assert_eq!(
+        e.wait(&id).await.expect("finishes").status,
+        RunStatus::Cancelled
+    );
+    let child_id = format!("{id}~sub");
+    // A bound, not a wait: a child left running would block here for ever.
+    let child_end = tokio::time::timeout(Duration::from_secs(30), e.wait(&child_id))
+        .await
+        .expect("the child run ends with its parent");
+    assert_eq!(child_end.expect("finishes").status, RunStatus::Cancelled);
+    assert!(e.pending_approvals().await.expect("inbox").is_empty());
+}
+
+#[tokio::test]
 async fn playbooks_that_start_each_other_stop_at_the_depth_limit() {
     let ping = plan("id: ping\nsteps:\n  - { id: call, playbook: pong }\n");
     let pong = plan("id: pong\nsteps:\n  - { id: call, playbook: ping }\n");
