@@ -358,3 +358,34 @@ impl Plans for LocalPlans {
         Some(plan)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_pins;
+
+    #[test]
+    fn pins_parse_and_bad_ones_say_what_is_wrong() {
+        let p = parse_pins(&[
+            "Slack.com=127.0.0.1:8443".into(),
+            "slack.com=[::1]:8443".into(),
+        ])
+        .unwrap();
+        assert_eq!(
+            p["slack.com"].len(),
+            2,
+            "names are case-insensitive, addresses add up"
+        );
+        for (bad, needle) in [
+            ("slack.com", "must be NAME=IP:PORT"),
+            ("=127.0.0.1:1", "is not a host name"),
+            ("evil/../x=127.0.0.1:1", "is not a host name"),
+            ("slack.com=localhost:443", "is not IP:PORT"),
+            ("slack.com=127.0.0.1", "is not IP:PORT"),
+            ("slack.com=127.0.0.1:99999", "is not IP:PORT"),
+            ("sl\u{e4}ck.com=127.0.0.1:1", "is not a host name"),
+        ] {
+            let e = format!("{:#}", parse_pins(&[bad.into()]).expect_err(bad));
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
+    }
+}

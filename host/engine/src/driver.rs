@@ -878,8 +878,13 @@ impl Driver {
                         .runs
                         .keys()
                         .filter(|id| {
-                            id.strip_prefix(&prefix)
-                                .is_some_and(|rest| child_depth(&format!("x~{rest}")) == 1)
+                            // `<run>~<step>` or `<run>~<step>~<item>`: one level down.
+                            id.strip_prefix(&prefix).is_some_and(|rest| {
+                                let mut parts = rest.split('~');
+                                parts.next().is_some()
+                                    && parts.next().is_none_or(|i| i.parse::<u32>().is_ok())
+                                    && parts.next().is_none()
+                            })
                         })
                         .cloned()
                         .collect();

@@ -99,7 +99,8 @@ pub fn resolve_inputs(playbook: &Playbook, given: Value) -> Result<Value, InputE
     Ok(Value::Object(out))
 }
 
-fn kind(v: &Value) -> &'static str {
+/// What kind of JSON value `v` is, for messages ("must be a list, got a map").
+pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -172,7 +172,7 @@ impl Run {
                     format!(
                         "step `{}`: `for_each` must give a list, it gave {}",
                         step.id,
-                        kind_of(&other)
+                        crate::inputs::kind(&other)
                     ),
                 );
                 return self.fail_step(i, f, now);
@@ -452,16 +452,5 @@ impl Run {
             now: Some(self.updated_at),
             ..Context::default()
         }
-    }
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a map",
     }
 }
