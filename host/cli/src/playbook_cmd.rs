@@ -1,6 +1,6 @@
 //! `allama playbook validate | run | test`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -13,7 +13,7 @@ use serde_json::Value;
 use allama_engine::{
     Decision, Engine, EngineConfig, MemoryStore, Plan, ResumeScope, RunStatus, RunStore, Update,
 };
-use allama_executor::{Registry, Replay, RuntimeExecutor, TapeMode, Tapes};
+use allama_executor::{Recording, Registry, Replay, RuntimeExecutor, TapeMode, Tapes};
 
 use crate::local::{Env, LocalPlans};
 
@@ -64,7 +64,8 @@ pub struct RunArgs {
     #[arg(long)]
     record: Option<PathBuf>,
     /// Decide an approval step as soon as it is requested: STEP=approve or
-    /// STEP=reject (repeatable; recorded with --record).
+    /// STEP=reject (repeatable; recorded with --record). STEP may be a step
+    /// of a child playbook the run starts.
     #[arg(long = "decide", value_name = "STEP=approve|reject")]
     decide: Vec<String>,
     /// Start this many runs of the playbook at once (load and crash tests).
@@ -94,6 +95,9 @@ struct Expected {
     /// The run's inputs.
     #[serde(default)]
     inputs: Value,
+    /// Attempts (tape keys) the step's timeout stopped while recording.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    cut_off: BTreeSet<String>,
 }
 
 /// Entry point.
@@ -209,7 +213,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let tapes = args
         .record
         .as_ref()
-        .map(|_| Arc::new(Mutex::new(Tapes::new())));
+        .map(|_| Arc::new(Mutex::new(Recording::default())));
     let mode = match &tapes {
         Some(t) => TapeMode::Record(t.clone()),
         None => TapeMode::Off,
@@ -252,19 +256,16 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     })?;
     if let (Some(dir), Some(tapes)) = (&args.record, tapes) {
         let (status, outputs, steps) = &result[0];
+        let recording = std::mem::take(&mut *tapes.lock().unwrap_or_else(|e| e.into_inner()));
         let expected = Expected {
             status: status.clone(),
             outputs: outputs.clone(),
             steps: steps.clone(),
             decisions,
             inputs,
+            cut_off: recording.cut_off,
         };
-        write_recording(
-            dir,
-            &trigger,
-            &expected,
-            &tapes.lock().unwrap_or_else(|e| e.into_inner()),
-        )?;
+        write_recording(dir, &trigger, &expected, &recording.tapes)?;
         println!("recorded to {}", dir.display());
     }
     let worst = result.iter().map(|(s, _, _)| exit_of(s)).max().unwrap_or(0);
@@ -436,9 +437,14 @@ async fn drive(
                     let undecided = v.awaiting.iter().any(|a| !decisions.contains_key(&a.step));
                     if v.active_tasks == 0 && undecided {
                         for a in &v.awaiting {
+                            let whose = if a.run == *id {
+                                String::new()
+                            } else {
+                                format!(" of child run {}", a.run)
+                            };
                             println!(
-                                "run {id} is paused: step `{}` waits for approval; continue with `allama runs approve {id} {}` (or `runs reject`)",
-                                a.step, a.step
+                                "run {id} is paused: step `{}`{whose} waits for approval; continue with `allama runs approve {} {}` (or `runs reject`)",
+                                a.step, a.run, a.step
                             );
                         }
                         results.insert(id.clone(), ("paused".into(), Value::Null, BTreeMap::new()));
@@ -492,7 +498,9 @@ fn report_end(id: &str, status: &RunStatus, outputs: &Value, started: Instant) {
         }
         RunStatus::Failed(f) => println!("run {id} failed after {t:.1} ms: {}", f.message),
         RunStatus::Cancelled => println!("run {id} was cancelled"),
-        RunStatus::Running => {}
+        RunStatus::Running => println!(
+            "run {id} stopped after {t:.1} ms: the data store failed (see the log); it is unfinished and resumes with `allama runs resume`"
+        ),
     }
 }
 
@@ -592,7 +600,7 @@ async fn run_case(
             .with_context(|| format!("{}: tapes.json: `{k}`", case.display()))?;
         tapes.insert(k, ex);
     }
-    let replay = Arc::new(Replay::new(tapes));
+    let replay = Arc::new(Replay::new(tapes, expected.cut_off.clone()));
     let store: Arc<dyn RunStore> = Arc::new(MemoryStore::new());
     let plans = LocalPlans::load(store.clone(), Some(&library_dir(env, file)))?;
     let plan = Plan::new(pb.clone(), source);

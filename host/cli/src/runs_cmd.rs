@@ -103,15 +103,11 @@ pub fn main(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
             env,
         } => list(&env, limit, status.as_deref(), json),
         RunsCommand::Show { run, json, env } => show(&env, &run, json),
-        RunsCommand::Cancel { run, env } => carry_on(&env, Some(&run), false, |e, id| {
-            Box::pin(async move { e.cancel(&id, &user_name(None)).await.map_err(Into::into) })
-        }),
+        RunsCommand::Cancel { run, env } => cancel(&env, &run),
         RunsCommand::Approve(a) => decide(a, Decision::Approve),
         RunsCommand::Reject(a) => decide(a, Decision::Reject),
         RunsCommand::Stuck { env } => stuck(&env),
-        RunsCommand::Resume { quiet, env } => {
-            carry_on(&env, None, quiet, |_, _| Box::pin(async { Ok(()) }))
-        }
+        RunsCommand::Resume { quiet, env } => resume(&env, quiet),
     }
 }
 
@@ -301,13 +297,17 @@ fn show(env: &Env, run: &str, json: bool) -> anyhow::Result<ExitCode> {
                 step,
                 item,
                 attempt,
+                shutdown,
                 ..
-            } => {
-                format!(
-                    "{} interrupted by a process stop",
-                    label(step, *item, *attempt)
-                )
-            }
+            } => format!(
+                "{} interrupted by {}",
+                label(step, *item, *attempt),
+                if *shutdown {
+                    "a shutdown (runs again; not a crash)"
+                } else {
+                    "a process crash"
+                }
+            ),
             Event::TimerFired { timer, .. } => {
                 format!("timer {:?} for {}", timer.purpose, timer.step)
             }
@@ -391,10 +391,10 @@ fn stuck(env: &Env) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-type Act = fn(
-    Engine,
-    String,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>;
+/// The top-level run a run belongs to (child run ids are `<root>~…`).
+fn root_of(run: &str) -> &str {
+    run.split('~').next().unwrap_or(run)
+}
 
 fn decide(a: DecideArgs, decision: Decision) -> anyhow::Result<ExitCode> {
     let env = a.env.clone();
@@ -407,10 +407,12 @@ fn decide(a: DecideArgs, decision: Decision) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let store = env.open_store()?;
+    // A child run's decision carries its parent on too: resume the whole tree.
+    let root = root_of(&run).to_string();
     let (engine, plans) = rt.block_on(start(
         &env,
         store.clone(),
-        ResumeScope::Only(vec![run.clone()]),
+        ResumeScope::Only(vec![root.clone()]),
     ))?;
     rt.block_on(async {
         engine
@@ -431,40 +433,71 @@ fn decide(a: DecideArgs, decision: Decision) -> anyhow::Result<ExitCode> {
         &engine,
         store.as_ref(),
         plans.as_ref(),
-        vec![run],
+        vec![root],
         false,
     )
 }
 
-fn carry_on(env: &Env, run: Option<&str>, quiet: bool, act: Act) -> anyhow::Result<ExitCode> {
+/// Cancels a run and its child runs. The cancel is written to the stored
+/// histories before anything resumes, so an attempt a crash cut short is
+/// not dispatched again only to be cancelled; then the run's tree resumes
+/// (a cancelled child's parent carries on) until it finishes or waits.
+fn cancel(env: &Env, run: &str) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let store = env.open_store()?;
-    let scope = match run {
-        Some(r) => ResumeScope::Only(vec![r.to_string()]),
-        None => ResumeScope::All,
+    let Some(summary) = store.summary(run)? else {
+        bail!("no run {run}");
     };
-    let ids: Vec<String> = match run {
-        Some(r) => {
-            if store.summary(r)?.is_none() {
-                bail!("no run {r}");
-            }
-            vec![r.to_string()]
-        }
-        None => store
-            .active()?
-            .into_iter()
-            .filter(|id| !id.contains('~'))
-            .collect(),
-    };
-    let (engine, plans) = rt.block_on(start(env, store.clone(), scope))?;
-    if let Some(r) = run {
-        rt.block_on(act(engine.clone(), r.to_string()))
-            .with_context(|| format!("run {r}"))?;
+    let plans = LocalPlans::load(store.clone(), env.playbooks.as_deref())?;
+    let cancelled = rt
+        .block_on(allama_engine::history::cancel_stored(
+            store.as_ref(),
+            &plans,
+            run,
+            &user_name(None),
+        ))
+        .with_context(|| format!("run {run}"))?;
+    if cancelled.is_empty() {
+        bail!("run {run} has already finished ({})", summary.status);
     }
+    for id in &cancelled {
+        println!("{id}: cancelled");
+    }
+    drop(plans);
+    let root = root_of(run).to_string();
+    let (engine, plans) = rt.block_on(start(
+        env,
+        store.clone(),
+        ResumeScope::Only(vec![root.clone()]),
+    ))?;
+    // The cancel has landed; how the tree ends after it is shown, not judged.
+    finish(
+        &rt,
+        &engine,
+        store.as_ref(),
+        plans.as_ref(),
+        vec![root],
+        false,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn resume(env: &Env, quiet: bool) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let store = env.open_store()?;
+    let ids: Vec<String> = store
+        .active()?
+        .into_iter()
+        .filter(|id| !id.contains('~'))
+        .collect();
+    let (engine, plans) = rt.block_on(start(env, store.clone(), ResumeScope::All))?;
     if ids.is_empty() {
         println!("no unfinished runs");
+        rt.block_on(engine.shutdown());
         return Ok(ExitCode::SUCCESS);
     }
     finish(&rt, &engine, store.as_ref(), plans.as_ref(), ids, quiet)

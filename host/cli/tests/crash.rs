@@ -9,11 +9,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use allama_test_peer::{Peer, Recorded, Reply, Router};
+
+mod common;
+use common::{allama, ok};
 use serde_json::{Value, json};
 
 /// What the peer saw: every request's serial number by idempotency key.
@@ -23,23 +26,6 @@ struct Ledger {
     by_key: BTreeMap<String, Vec<u64>>,
     /// Requests that came without a key (must be none).
     unkeyed: u64,
-}
-
-fn allama() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_allama"));
-    c.env_remove("ALLAMA_DATA_DIR")
-        .env_remove("ALLAMA_PACKAGES");
-    c
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// A small deterministic generator, so a failure can be reproduced.
@@ -52,58 +38,6 @@ impl Lcg {
             .wrapping_add(1442695040888963407);
         (self.0 >> 33) % below
     }
-}
-
-/// The generic http action re-packaged, as an operator would, for the peer.
-fn package(dir: &Path, peer: &Peer) -> PathBuf {
-    let http = allama_first_party::get("http");
-    let src = dir.join("pkg-src");
-    std::fs::create_dir_all(src.join("schemas")).unwrap();
-    for f in ["request.json", "response.json"] {
-        std::fs::copy(
-            Path::new(http.dir).join("schemas").join(f),
-            src.join("schemas").join(f),
-        )
-        .unwrap();
-    }
-    let manifest = format!(
-        r#"[package]
-name = "effects"
-version = "1.0.0"
-publisher = "crash-test"
-description = "The http action, allowed to reach the local peer"
-
-[[actions]]
-name = "request"
-description = "One HTTP request"
-input = "schemas/request.json"
-output = "schemas/response.json"
-
-[capabilities.limits]
-memory_mib = 64
-timeout_ms = 30000
-
-[capabilities.http]
-allow = []
-allow_private = ["http://127.0.0.1:{}"]
-"#,
-        peer.addr().port()
-    );
-    std::fs::write(src.join("allama.toml"), manifest).unwrap();
-    let packages = dir.join("packages");
-    std::fs::create_dir_all(&packages).unwrap();
-    let out = packages.join("effects.allama");
-    ok(&allama()
-        .arg("package")
-        .arg("build")
-        .arg(&src)
-        .arg("--component")
-        .arg(http.wasm)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap());
-    packages
 }
 
 fn playbook(dir: &Path, peer: &Peer) -> PathBuf {
@@ -201,7 +135,7 @@ async fn kill_9_at_random_points_loses_nothing_and_repeats_nothing() {
     .await;
 
     let dir = tempfile::tempdir().unwrap();
-    let packages = package(dir.path(), &peer);
+    let packages = common::http_package(dir.path(), peer.addr().port());
     let file = playbook(dir.path(), &peer);
     let data = dir.path().join("data");
     let env = |c: &mut Command| {

@@ -93,14 +93,16 @@ impl ResumeScope {
     }
 }
 
-/// A live run at a glance.
+/// A live run at a glance, its live child runs included.
 #[derive(Clone, Debug)]
 pub struct RunView {
     /// Its status.
     pub status: RunStatus,
-    /// Attempts running or waiting to retry.
+    /// Attempts running or waiting to retry, in the run and its child runs
+    /// (a step waiting on a live child run is not counted: the child's own
+    /// attempts are).
     pub active_tasks: usize,
-    /// Approvals it waits for.
+    /// Approvals it and its child runs wait for (each names its run).
     pub awaiting: Vec<ApprovalRequest>,
 }
 
@@ -292,7 +294,9 @@ impl Engine {
         rx.await.map_err(|_| EngineError::Stopped)?
     }
 
-    /// Waits until a run finishes (at once if it has).
+    /// Waits until a run finishes (at once if it has). A run this engine
+    /// stops carrying because its store failed is reported with status
+    /// `Running`: it is unfinished in the store and resumes at the next start.
     pub async fn wait(&self, run: &str) -> Result<Finished, EngineError> {
         let (reply, rx) = oneshot::channel();
         self.send(Msg::Wait {
@@ -475,14 +479,46 @@ impl Driver {
             }
             self.commit_and_apply().await;
             if let Some(reply) = shutdown {
-                for handles in self.inflight.values() {
-                    for h in handles {
-                        h.abort();
-                    }
-                }
+                self.stop_attempts().await;
                 let _ = reply.send(());
                 break;
             }
+        }
+    }
+
+    /// Stops every attempt in flight and records each as interrupted by a
+    /// shutdown, so it runs again at the next start without counting as a
+    /// crash toward quarantine.
+    async fn stop_attempts(&mut self) {
+        for handles in self.inflight.values() {
+            for h in handles {
+                h.abort();
+            }
+        }
+        let at = now_ms();
+        let ids: Vec<String> = self.runs.keys().cloned().collect();
+        for id in ids {
+            let started = match self.runs.get(&id) {
+                Some(live) => live.run.started_attempts(),
+                None => continue,
+            };
+            for (step, item, attempt) in started {
+                let event = Event::TaskInterrupted {
+                    step,
+                    item,
+                    attempt,
+                    shutdown: true,
+                    at,
+                };
+                // If this cannot be written, the next start sees a crash:
+                // the attempt still runs again, it only counts toward quarantine.
+                if self.write(&id, &event).is_err() {
+                    break;
+                }
+            }
+        }
+        if let Err(e) = self.store.commit().await {
+            tracing::error!(error = %e, "could not record the attempts stopped by the shutdown");
         }
     }
 
@@ -691,15 +727,36 @@ impl Driver {
                 let _ = reply.send(all);
             }
             Msg::Inspect { run, reply } => {
-                let view = self.runs.get(&run).map(|l| RunView {
-                    status: l.run.status().clone(),
-                    active_tasks: l.run.active_tasks(),
-                    awaiting: l.run.pending_approvals(now_ms()),
-                });
-                let _ = reply.send(view);
+                let _ = reply.send(self.view(&run));
             }
             Msg::Shutdown { .. } => {}
         }
+    }
+
+    /// A live run with its live child runs (and theirs) taken together: a
+    /// parent whose only activity is a child waiting for a person is itself
+    /// waiting for that person, not busy.
+    fn view(&self, run: &str) -> Option<RunView> {
+        let root = self.runs.get(run)?;
+        let now = now_ms();
+        let prefix = format!("{run}~");
+        let mut active = root.run.active_tasks();
+        let mut awaiting = root.run.pending_approvals(now);
+        let mut children = 0;
+        for (id, live) in &self.runs {
+            if id.starts_with(&prefix) {
+                children += 1;
+                active += live.run.active_tasks();
+                awaiting.extend(live.run.pending_approvals(now));
+            }
+        }
+        // Each live child run stands for one running task of its parent.
+        awaiting.sort_by(|a, b| a.requested_at.cmp(&b.requested_at).then(a.run.cmp(&b.run)));
+        Some(RunView {
+            status: root.run.status().clone(),
+            active_tasks: active.saturating_sub(children),
+            awaiting,
+        })
     }
 
     /// How a run that is no longer live ended, with its outputs: rebuilt from
@@ -764,7 +821,7 @@ impl Driver {
             }
             Err(e) => {
                 tracing::error!(run, error = %e, "could not write an event; the run stops here and resumes after a restart");
-                self.runs.remove(run);
+                self.drop_live(run);
                 Err(e.into())
             }
         }
@@ -780,7 +837,7 @@ impl Driver {
                 // runs stay in the store and resume after a restart.
                 tracing::error!(error = %e, "group commit failed; staged runs are dropped from memory");
                 for (run, _) in std::mem::take(&mut self.staged) {
-                    self.runs.remove(&run);
+                    self.drop_live(&run);
                 }
                 self.after_commit.clear();
                 return;
@@ -812,7 +869,13 @@ impl Driver {
                 return;
             }
             if let Err(e) = self.store.commit().await {
-                tracing::error!(error = %e, "group commit failed");
+                // Their attempts may not start before `task_started` is
+                // durable; held back for ever, the runs would look alive
+                // with nothing running. They resume after a restart.
+                tracing::error!(error = %e, "group commit failed; resumed runs are dropped from memory");
+                for inv in careful_invocations {
+                    self.drop_live(&inv.run);
+                }
                 return;
             }
             for inv in careful_invocations {
@@ -974,18 +1037,15 @@ impl Driver {
                     let started = Instant::now();
                     let call = executor.invoke(inv);
                     let outcome = match timeout {
-                        Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), call)
-                            .await
-                        {
-                            Ok(o) => o,
-                            Err(_) => Outcome {
-                                result: Err(Failure::infrastructure(
-                                    "timeout",
-                                    format!("the attempt ran past the step's timeout of {ms} ms"),
-                                )),
-                                duration: started.elapsed(),
-                            },
-                        },
+                        Some(ms) => {
+                            match tokio::time::timeout(Duration::from_millis(ms), call).await {
+                                Ok(o) => o,
+                                Err(_) => Outcome {
+                                    result: Err(Failure::step_timeout(ms)),
+                                    duration: started.elapsed(),
+                                },
+                            }
+                        }
                         None => call.await,
                     };
                     drop(permits);
@@ -1047,6 +1107,28 @@ impl Driver {
                 duration: Duration::ZERO,
             },
         });
+    }
+
+    /// Stops carrying a run in this process after a store failure: its
+    /// attempts stop, and whoever waits for it hears that it is still
+    /// `running` (it stays in the store and resumes at the next start).
+    fn drop_live(&mut self, run: &str) {
+        if self.runs.remove(run).is_none() {
+            return;
+        }
+        self.careful.remove(run);
+        if let Some(handles) = self.inflight.remove(run) {
+            for h in handles {
+                h.abort();
+            }
+        }
+        for w in self.waiters.remove(run).unwrap_or_default() {
+            let _ = w.send(Finished {
+                run: run.to_string(),
+                status: RunStatus::Running,
+                output: None,
+            });
+        }
     }
 
     fn finish(&mut self, run: &str, status: RunStatus, output: Option<Arc<Value>>) {
@@ -1130,6 +1212,7 @@ impl Driver {
                         step,
                         item,
                         attempt,
+                        shutdown: false,
                         at: now,
                     },
                 );

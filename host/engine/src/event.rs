@@ -85,8 +85,9 @@ pub enum Event<P = Arc<Value>> {
         /// When.
         at: Millis,
     },
-    /// Written when a run resumes after a crash, for every attempt that had
-    /// started and not finished: the process died under it.
+    /// An attempt that had started and not finished when its process
+    /// stopped: written when a run resumes after a crash (the process died
+    /// under it), or by a graceful shutdown for each attempt it cut short.
     TaskInterrupted {
         /// The step's id.
         step: String,
@@ -95,6 +96,10 @@ pub enum Event<P = Arc<Value>> {
         item: Option<u32>,
         /// The attempt that was running.
         attempt: u32,
+        /// Written by a graceful shutdown: the attempt runs again, and it
+        /// does not count toward quarantine (only crashes do).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        shutdown: bool,
         /// When.
         at: Millis,
     },
@@ -194,11 +199,13 @@ impl<P> Event<P> {
                 step,
                 item,
                 attempt,
+                shutdown,
                 at,
             } => Event::TaskInterrupted {
                 step,
                 item,
                 attempt,
+                shutdown,
                 at,
             },
             Event::TimerFired { timer, at } => Event::TimerFired { timer, at },
@@ -360,6 +367,14 @@ impl Failure {
     /// The sandbox or host stopped the attempt.
     pub fn infrastructure(code: &str, message: impl Into<String>) -> Self {
         Self::new(FailureClass::Infrastructure, code, message)
+    }
+
+    /// The attempt ran past its step's `timeout` (`ms`) and was stopped.
+    pub fn step_timeout(ms: u64) -> Self {
+        Self::infrastructure(
+            "timeout",
+            format!("the attempt ran past the step's timeout of {ms} ms"),
+        )
     }
 
     /// As a JSON value, for `steps.<id>.error`.

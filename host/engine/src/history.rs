@@ -87,3 +87,44 @@ pub fn rebuild(
     }
     Ok((state, events))
 }
+
+/// Cancels a run that no engine is carrying (the CLI's `runs cancel` on the
+/// local data directory), with its unfinished child runs: writes a
+/// `cancel_requested` at the end of each history and makes it durable.
+///
+/// This comes *before* the runs are resumed, so an attempt a crash cut short
+/// is never dispatched again just to be cancelled: resuming a history that
+/// ends in a cancel only records the end. Returns the runs cancelled (none
+/// when `run` has already finished).
+pub async fn cancel_stored(
+    store: &dyn RunStore,
+    plans: &dyn Plans,
+    run: &str,
+    by: &str,
+) -> Result<Vec<String>, RebuildError> {
+    let prefix = format!("{run}~");
+    let mut ids = vec![run.to_string()];
+    ids.extend(
+        store
+            .active()?
+            .into_iter()
+            .filter(|id| id.starts_with(&prefix)),
+    );
+    let mut cancelled = Vec::new();
+    let at = crate::driver::now_ms();
+    for id in ids {
+        let (state, _) = rebuild(store, plans, &id)?;
+        if state.status().is_final() {
+            continue;
+        }
+        let event = Event::CancelRequested {
+            by: by.to_string(),
+            at,
+        };
+        let bytes = codec::encode(&event, codec::DEFAULT_BLOB_THRESHOLD, store)?;
+        store.append(&id, state.applied(), &[bytes])?;
+        cancelled.push(id);
+    }
+    store.commit().await?;
+    Ok(cancelled)
+}

@@ -642,3 +642,284 @@ async fn a_failing_step_fails_the_run_with_the_step_named() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn graceful_shutdowns_rerun_an_attempt_without_quarantining_it() {
+    let p = plan(LINEAR);
+    let store: Arc<MemoryStore> = Arc::new(MemoryStore::new());
+    let mut id = None;
+    let mut keys = Vec::new();
+    // Far more deploys during one long step than it takes crashes to quarantine it.
+    for _ in 0..allama_engine::machine::MAX_CRASHES * 2 {
+        let stuck = Arc::new(Echo {
+            gate: Some(Arc::new(Notify::new())),
+            gated_package: Some("t".into()),
+            ..Echo::default()
+        });
+        let e = engine(store.clone(), stuck.clone(), &[&p]).await;
+        if id.is_none() {
+            id = Some(
+                e.start_run(p.clone(), json!({}), json!({"ip": "192.0.2.1"}))
+                    .await
+                    .expect("starts"),
+            );
+        }
+        let mut updates = e.subscribe();
+        while stuck.calls_for("a").is_empty() {
+            let _ = tokio::time::timeout(Duration::from_millis(50), updates.recv()).await;
+        }
+        keys.push(stuck.calls_for("a")[0].idempotency_key.clone());
+        e.shutdown().await;
+    }
+    let id = id.expect("started");
+    let echo = Arc::new(Echo::default());
+    let e = engine(store.clone(), echo.clone(), &[&p]).await;
+    assert_eq!(
+        e.wait(&id).await.expect("finishes").status,
+        RunStatus::Succeeded
+    );
+    keys.push(echo.calls_for("a")[0].idempotency_key.clone());
+    keys.dedup();
+    assert_eq!(keys.len(), 1, "every re-run is the same call: {keys:?}");
+    let history = allama_engine::history::events(store.as_ref(), &id).expect("history");
+    let stops = history
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                allama_engine::Event::TaskInterrupted { shutdown: true, .. }
+            )
+        })
+        .count();
+    assert_eq!(stops, allama_engine::machine::MAX_CRASHES as usize * 2);
+}
+
+/// A store whose commits fail on demand: `fail_after(n)` lets `n` more
+/// commits through, then fails the next one.
+struct FlakyStore {
+    inner: MemoryStore,
+    countdown: Mutex<Option<u32>>,
+}
+
+impl FlakyStore {
+    fn fail_after(&self, n: u32) {
+        *self.countdown.lock().unwrap() = Some(n);
+    }
+}
+
+impl RunStore for FlakyStore {
+    fn append(
+        &self,
+        run: &str,
+        first_seq: u64,
+        records: &[Vec<u8>],
+    ) -> Result<(), allama_engine::StoreError> {
+        self.inner.append(run, first_seq, records)
+    }
+    fn history(&self, run: &str) -> Result<Vec<Vec<u8>>, allama_engine::StoreError> {
+        self.inner.history(run)
+    }
+    fn put_summary(&self, s: &allama_engine::RunSummary) -> Result<(), allama_engine::StoreError> {
+        self.inner.put_summary(s)
+    }
+    fn summary(
+        &self,
+        run: &str,
+    ) -> Result<Option<allama_engine::RunSummary>, allama_engine::StoreError> {
+        self.inner.summary(run)
+    }
+    fn summaries(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<allama_engine::RunSummary>, allama_engine::StoreError> {
+        self.inner.summaries(limit)
+    }
+    fn active(&self) -> Result<Vec<String>, allama_engine::StoreError> {
+        self.inner.active()
+    }
+    fn put_blob(&self, hash: &str, bytes: &[u8]) -> Result<(), allama_engine::StoreError> {
+        self.inner.put_blob(hash, bytes)
+    }
+    fn get_blob(&self, hash: &str) -> Result<Option<Vec<u8>>, allama_engine::StoreError> {
+        self.inner.get_blob(hash)
+    }
+    fn commit(&self) -> allama_engine::store::CommitFuture {
+        let mut c = self.countdown.lock().unwrap();
+        let fail = match c.as_mut() {
+            Some(0) => {
+                *c = None;
+                true
+            }
+            Some(n) => {
+                *n -= 1;
+                false
+            }
+            None => false,
+        };
+        Box::pin(async move {
+            if fail {
+                Err(allama_engine::StoreError::Io("disk full".into()))
+            } else {
+                Ok(())
+            }
+        })
+    }
+}
+
+/// Arms the store when step `a` runs, then returns.
+struct ArmingExec {
+    store: Arc<FlakyStore>,
+    calls: Arc<Mutex<Vec<String>>>,
+}
+
+impl Executor for ArmingExec {
+    fn invoke(&self, inv: Invocation) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
+        self.calls.lock().unwrap().push(inv.step.clone());
+        if inv.step == "a" {
+            // `a`'s result commits; the commit of `b`'s start fails.
+            self.store.fail_after(1);
+        }
+        Box::pin(async move {
+            Outcome {
+                result: Ok(inv.input.clone()),
+                duration: Duration::from_micros(3),
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_resumed_run_whose_attempt_cannot_be_logged_stops_and_resumes_later() {
+    let p = plan(LINEAR);
+    let store = Arc::new(FlakyStore {
+        inner: MemoryStore::new(),
+        countdown: Mutex::new(None),
+    });
+    // First process: stopped while `a` runs, so the run resumes "careful".
+    let stuck = Arc::new(Echo {
+        gate: Some(Arc::new(Notify::new())),
+        gated_package: Some("t".into()),
+        ..Echo::default()
+    });
+    let e1 = engine(store.clone(), stuck.clone(), &[&p]).await;
+    let id = e1
+        .start_run(p.clone(), json!({}), json!({"ip": "192.0.2.1"}))
+        .await
+        .expect("starts");
+    let mut updates = e1.subscribe();
+    while stuck.calls_for("a").is_empty() {
+        let _ = tokio::time::timeout(Duration::from_millis(50), updates.recv()).await;
+    }
+    e1.shutdown().await;
+    // Second process: `a` completes; logging `b`'s start fails.
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let e2 = Engine::start(
+        store.clone(),
+        Arc::new(ArmingExec {
+            store: store.clone(),
+            calls: calls.clone(),
+        }),
+        Library::with(&[&p]),
+        EngineConfig::default(),
+    )
+    .await
+    .expect("engine starts");
+    // A bound, not a wait: a run held in memory with nothing running never ends.
+    let stopped = tokio::time::timeout(Duration::from_secs(30), e2.wait(&id))
+        .await
+        .expect("the waiter hears that the run stopped")
+        .expect("answer");
+    assert_eq!(stopped.status, RunStatus::Running);
+    assert_eq!(*calls.lock().unwrap(), ["a"], "b must not run unlogged");
+    assert!(e2.inspect(&id).await.expect("inspect").is_none());
+    e2.shutdown().await;
+    // Third process: the run carries on from its history.
+    let echo = Arc::new(Echo::default());
+    let e3 = engine(store.clone(), echo.clone(), &[&p]).await;
+    assert_eq!(
+        e3.wait(&id).await.expect("finishes").status,
+        RunStatus::Succeeded
+    );
+    assert!(echo.calls_for("a").is_empty());
+    assert_eq!(echo.calls_for("b").len(), 1);
+}
+
+#[tokio::test]
+async fn a_parent_waiting_on_its_childs_approval_shows_as_waiting() {
+    let child = plan(GATED);
+    let parent = plan("id: parent\nsteps:\n  - { id: sub, playbook: gated }\n");
+    let e = engine(
+        Arc::new(MemoryStore::new()),
+        Arc::new(Echo::default()),
+        &[&child, &parent],
+    )
+    .await;
+    let id = e
+        .start_run(parent.clone(), json!({}), Value::Null)
+        .await
+        .expect("starts");
+    let view = loop {
+        let v = e.inspect(&id).await.expect("inspect").expect("live");
+        if !v.awaiting.is_empty() {
+            break v;
+        }
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(view.active_tasks, 0, "only a person can move it on");
+    assert_eq!(view.awaiting[0].run, format!("{id}~sub"));
+    assert_eq!(view.awaiting[0].step, "ok");
+    e.decide(
+        &view.awaiting[0].run,
+        "ok",
+        Decision::Approve,
+        "dana",
+        &["responder".to_string()],
+        None,
+    )
+    .await
+    .expect("decided");
+    assert_eq!(
+        e.wait(&id).await.expect("finishes").status,
+        RunStatus::Succeeded
+    );
+}
+
+#[tokio::test]
+async fn cancelling_a_stored_run_never_dispatches_its_interrupted_attempt_again() {
+    let p = plan(LINEAR);
+    let store: Arc<MemoryStore> = Arc::new(MemoryStore::new());
+    let stuck = Arc::new(Echo {
+        gate: Some(Arc::new(Notify::new())),
+        gated_package: Some("t".into()),
+        ..Echo::default()
+    });
+    let e1 = engine(store.clone(), stuck.clone(), &[&p]).await;
+    let id = e1
+        .start_run(p.clone(), json!({}), json!({"ip": "192.0.2.1"}))
+        .await
+        .expect("starts");
+    let mut updates = e1.subscribe();
+    while stuck.calls_for("a").is_empty() {
+        let _ = tokio::time::timeout(Duration::from_millis(50), updates.recv()).await;
+    }
+    e1.shutdown().await;
+    let lib = Library::with(&[&p]);
+    let cancelled =
+        allama_engine::history::cancel_stored(store.as_ref(), lib.as_ref(), &id, "erin")
+            .await
+            .expect("cancelled");
+    assert_eq!(cancelled, std::slice::from_ref(&id));
+    let echo = Arc::new(Echo::default());
+    let e2 = engine(store.clone(), echo.clone(), &[&p]).await;
+    assert_eq!(
+        e2.wait(&id).await.expect("finishes").status,
+        RunStatus::Cancelled
+    );
+    assert!(echo.calls_for("a").is_empty(), "nothing ran again");
+    assert_eq!(store.summary(&id).unwrap().unwrap().status, "cancelled");
+    // A finished run has nothing to cancel.
+    let again = allama_engine::history::cancel_stored(store.as_ref(), lib.as_ref(), &id, "erin")
+        .await
+        .expect("read");
+    assert!(again.is_empty());
+}

@@ -17,12 +17,12 @@ use std::sync::Arc;
 
 use allama_engine::{Executor, Failure, Invocation, Outcome, Target};
 use allama_playbook::{ActionInfo, ActionRef, Catalog, CatalogError, PlaybookInfo};
-use allama_runtime::{ActionErrorKind, StepContext, StepError};
+use allama_runtime::{ActionErrorKind, StepContext, StepError, Tape};
 use serde_json::Value;
 
 mod tapes;
 
-pub use tapes::{Replay, TapeMode, Tapes, key as tape_key};
+pub use tapes::{Recording, Replay, TapeMode, Tapes, key as tape_key};
 
 /// One installed package version.
 pub struct Installed {
@@ -194,8 +194,30 @@ impl Executor for RuntimeExecutor {
                 };
             };
             let tape = tapes.tape_for(&inv.run, &inv.step, inv.item, inv.attempt);
+            let key = tape_key(&inv.run, &inv.step, inv.item, inv.attempt);
+            // The engine drops this future when the step's timeout passes;
+            // the guard then records the attempt as far as it got.
+            let mut guard = CutOffGuard {
+                tapes: &tapes,
+                key: &key,
+                tape: &tape,
+                armed: true,
+            };
             let report = package.run_taped(&r.action, &input, &ctx, &tape).await;
-            tapes.finish(&inv.run, &inv.step, inv.item, inv.attempt, &tape);
+            guard.armed = false;
+            if tapes.finish(&key, &tape, &report.outcome) == tapes::Replayed::CutOff {
+                let ms = inv.timeout_ms.unwrap_or(0);
+                return Outcome {
+                    result: Err(match inv.timeout_ms {
+                        Some(ms) => Failure::step_timeout(ms),
+                        None => Failure::infrastructure(
+                            "interrupted",
+                            "the recorded attempt was stopped before it ended",
+                        ),
+                    }),
+                    duration: std::time::Duration::from_millis(ms),
+                };
+            }
             let result = match report.outcome {
                 Ok(v) => Ok(Arc::new(v)),
                 Err(e) => Err(failure_of(&e)),
@@ -209,6 +231,22 @@ impl Executor for RuntimeExecutor {
 
     fn package_limit(&self, package: &str) -> Option<usize> {
         self.package_limits.get(package).copied()
+    }
+}
+
+/// Records an attempt as cut off if its future is dropped before it ends.
+struct CutOffGuard<'a> {
+    tapes: &'a TapeMode,
+    key: &'a str,
+    tape: &'a Tape,
+    armed: bool,
+}
+
+impl Drop for CutOffGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.tapes.cut(self.key, self.tape);
+        }
     }
 }
 

@@ -6,14 +6,29 @@
 //! child run's attempts are keyed under the parent step that started it:
 //! `triage[1]/vt#1` is attempt 1 of step `vt` in the child run started by
 //! item 1 of step `triage` (child run ids are `<parent>~<step>[~<item>]`).
+//!
+//! An attempt the engine stopped before it ended (its step's `timeout`) is
+//! recorded as far as it got and marked *cut off*. In replay it is served
+//! the same exchanges; when it asks for the one past them (the call the cut
+//! interrupted) it ends as the same timeout, at once, instead of waiting
+//! for the clock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use allama_runtime::{Cassette, Exchange, Recorder, Tape};
+use allama_runtime::{Cassette, Exchange, Recorder, StepError, Tape};
 
 /// Recorded exchanges of a run, by attempt key.
 pub type Tapes = BTreeMap<String, Vec<Exchange>>;
+
+/// What recording a run collects.
+#[derive(Debug, Default)]
+pub struct Recording {
+    /// Every attempt's exchanges.
+    pub tapes: Tapes,
+    /// Attempts that were stopped before they ended (by their timeout).
+    pub cut_off: BTreeSet<String>,
+}
 
 /// Whether and how attempts are taped.
 #[derive(Clone, Default)]
@@ -21,8 +36,8 @@ pub enum TapeMode {
     /// Live, untaped.
     #[default]
     Off,
-    /// Live, every attempt recorded into the map.
-    Record(Arc<Mutex<Tapes>>),
+    /// Live, every attempt recorded.
+    Record(Arc<Mutex<Recording>>),
     /// Every attempt served from the map; problems collected for the report.
     Replay(Arc<Replay>),
 }
@@ -30,14 +45,26 @@ pub enum TapeMode {
 /// A recording being replayed.
 pub struct Replay {
     tapes: Tapes,
+    cut_off: BTreeSet<String>,
     problems: Mutex<Vec<String>>,
 }
 
+/// How a replayed attempt ended against its recording.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Replayed {
+    /// As recorded (or with its problems noted).
+    Ended,
+    /// It reached the point where the recorded attempt was cut off.
+    CutOff,
+}
+
 impl Replay {
-    /// Replays `tapes`.
-    pub fn new(tapes: Tapes) -> Self {
+    /// Replays `tapes`; the attempts in `cut_off` were stopped by their
+    /// timeout when recorded.
+    pub fn new(tapes: Tapes, cut_off: BTreeSet<String>) -> Self {
         Self {
             tapes,
+            cut_off,
             problems: Mutex::new(Vec::new()),
         }
     }
@@ -95,26 +122,53 @@ impl TapeMode {
         }
     }
 
-    pub(crate) fn finish(
+    /// After an attempt ended with `outcome`: keeps its recording, or checks
+    /// its replay. Says whether a replay reached a recorded cut-off.
+    pub(crate) fn finish<T>(
         &self,
-        run: &str,
-        step: &str,
-        item: Option<u32>,
-        attempt: u32,
+        key: &str,
         tape: &Tape,
-    ) {
-        let k = key(run, step, item, attempt);
+        outcome: &Result<T, StepError>,
+    ) -> Replayed {
         match (self, tape) {
-            (TapeMode::Record(map), Tape::Record(rec)) => {
+            (TapeMode::Record(rec), Tape::Record(r)) => {
                 // Kept even when empty: replay then knows the attempt happened.
-                lock(map).insert(k, rec.take());
+                lock(rec).tapes.insert(key.to_string(), r.take());
             }
             (TapeMode::Replay(r), Tape::Replay(c)) => {
+                if let Some(recorded) = r.cut_off.contains(key).then(|| r.tapes.get(key)) {
+                    let len = recorded.map_or(0, Vec::len);
+                    // The first call past the recorded exchanges is the one
+                    // the timeout interrupted.
+                    if let Err(StepError::ReplayMismatch(m)) = outcome
+                        && m.position == len + 1
+                    {
+                        return Replayed::CutOff;
+                    }
+                    lock(&r.problems).push(format!(
+                        "{key}: the recording was cut off by the step's timeout after {len} exchange(s), but the replay ended the attempt{}",
+                        match outcome {
+                            Err(e) => format!(": {e}"),
+                            Ok(_) => " with an output".into(),
+                        }
+                    ));
+                    return Replayed::Ended;
+                }
                 if let Err(m) = c.finish() {
-                    lock(&r.problems).push(format!("{k}: {m}"));
+                    lock(&r.problems).push(format!("{key}: {m}"));
                 }
             }
             _ => {}
+        }
+        Replayed::Ended
+    }
+
+    /// Records an attempt stopped before it ended, as far as it got.
+    pub(crate) fn cut(&self, key: &str, tape: &Tape) {
+        if let (TapeMode::Record(rec), Tape::Record(r)) = (self, tape) {
+            let mut rec = lock(rec);
+            rec.tapes.insert(key.to_string(), r.take());
+            rec.cut_off.insert(key.to_string());
         }
     }
 }

@@ -455,10 +455,11 @@ impl Run {
                 step,
                 item,
                 attempt,
+                shutdown,
                 at,
             } => {
                 let i = self.step_index(step, event)?;
-                self.on_task_interrupted(i, *item, *attempt, *at, &mut out);
+                self.on_task_interrupted(i, *item, *attempt, *shutdown, *at, &mut out);
             }
             Event::TimerFired { timer, at } => {
                 let i = self.step_index(&timer.step, event)?;
@@ -613,6 +614,7 @@ impl Run {
         i: usize,
         item: Option<u32>,
         attempt: u32,
+        shutdown: bool,
         at: Millis,
         out: &mut Vec<Action>,
     ) {
@@ -621,11 +623,14 @@ impl Run {
         }
         let step_id = self.plan.step(i).id.clone();
         // A child run survives a crash on its own (it is resumed and its end
-        // reaches this step); only attempts that ran in this process count.
-        let counts = !matches!(
-            self.plan.step(i).kind,
-            allama_playbook::StepKind::Playbook(_)
-        );
+        // reaches this step); only attempts that ran in this process count,
+        // and only when the process died under them: a graceful shutdown
+        // (a deploy, a restart) says nothing about the step.
+        let counts = !shutdown
+            && !matches!(
+                self.plan.step(i).kind,
+                allama_playbook::StepKind::Playbook(_)
+            );
         let Some(task) = self.task_mut(i, item) else {
             return;
         };
@@ -703,6 +708,31 @@ impl Run {
         approval::pending(self, now)
     }
 
+    /// Attempts logged as started and not finished: (step, item, attempt).
+    /// A graceful shutdown records each as interrupted; so does a resume
+    /// after a crash.
+    pub fn started_attempts(&self) -> Vec<(String, Option<u32>, u32)> {
+        let mut out = Vec::new();
+        for (i, s) in self.steps.iter().enumerate() {
+            let fanned = s.items.is_some();
+            for (t, task) in s.tasks.iter().enumerate() {
+                if let TaskState::Running {
+                    attempt,
+                    logged: true,
+                    ..
+                } = task.state
+                {
+                    out.push((
+                        self.plan.step(i).id.clone(),
+                        fanned.then_some(t as u32),
+                        attempt,
+                    ));
+                }
+            }
+        }
+        out
+    }
+
     /// The actions that carry on a run rebuilt from its history after a
     /// restart: attempts that were decided but not logged are invoked again,
     /// timers re-armed, approvals re-announced. Attempts that were logged as
@@ -721,17 +751,13 @@ impl Run {
             });
             return resume;
         }
+        resume.interrupted = self.started_attempts();
         for i in 0..self.steps.len() {
             let step_id = self.plan.step(i).id.clone();
             let fanned = self.steps[i].items.is_some();
             for (t, task) in self.steps[i].tasks.iter_mut().enumerate() {
                 let item = fanned.then_some(t as u32);
                 match task.state {
-                    TaskState::Running {
-                        attempt,
-                        logged: true,
-                        ..
-                    } => resume.interrupted.push((step_id.clone(), item, attempt)),
                     TaskState::Running { logged: false, .. } => {
                         // Decided, never handed over: dispatch again below.
                         task.state = TaskState::Idle;

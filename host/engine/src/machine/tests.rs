@@ -630,6 +630,7 @@ fn resume_reinvokes_interrupted_attempts_and_quarantines_after_three_crashes() {
             step: "a".into(),
             item: None,
             attempt: a.attempt,
+            shutdown: false,
             at: sim.now,
         });
         if crash < MAX_CRASHES {
@@ -649,6 +650,45 @@ fn resume_reinvokes_interrupted_attempts_and_quarantines_after_three_crashes() {
                 other => panic!("{other:?}"),
             }
         }
+    }
+}
+
+#[test]
+fn shutdown_interruptions_rerun_the_attempt_and_never_quarantine() {
+    let (mut sim, acts) = Sim::start(plan(LINEAR), json!({"ip": "192.0.2.1"}));
+    let a = invokes(&acts).remove(0);
+    // Far more graceful stops than MAX_CRASHES: each re-runs the attempt.
+    for _ in 0..MAX_CRASHES * 3 {
+        assert_eq!(
+            sim.run.started_attempts(),
+            [("a".to_string(), None, a.attempt)]
+        );
+        let acts = sim.apply(Event::TaskInterrupted {
+            step: "a".into(),
+            item: None,
+            attempt: a.attempt,
+            shutdown: true,
+            at: sim.now,
+        });
+        let again = invokes(&acts);
+        assert_eq!(again.len(), 1, "{acts:?}");
+        assert_eq!(again[0].idempotency_key, a.idempotency_key);
+        assert!(finished(&acts).is_none());
+    }
+    // Crashes still count: MAX_CRASHES of them quarantine the step.
+    let mut last = Vec::new();
+    for _ in 0..MAX_CRASHES {
+        last = sim.apply(Event::TaskInterrupted {
+            step: "a".into(),
+            item: None,
+            attempt: a.attempt,
+            shutdown: false,
+            at: sim.now,
+        });
+    }
+    match finished(&last).expect("finished").0 {
+        RunStatus::Failed(f) => assert_eq!(f.class, FailureClass::Quarantined),
+        other => panic!("{other:?}"),
     }
 }
 
@@ -729,6 +769,7 @@ fn a_history_must_start_with_started_and_name_known_steps() {
             step: "ghost".into(),
             item: None,
             attempt: 1,
+            shutdown: false,
             at: 1,
         })
         .expect_err("unknown step");
