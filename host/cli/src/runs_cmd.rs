@@ -391,9 +391,17 @@ fn stuck(env: &Env) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The top-level run a run belongs to (child run ids are `<root>~…`).
-fn root_of(run: &str) -> &str {
-    run.split('~').next().unwrap_or(run)
+/// Starts an engine that resumes `run`'s whole tree, from the top-level run
+/// it belongs to (child run ids are `<root>~…`): a decision or cancel in a
+/// child carries its parent on too. Returns the root's id as well.
+async fn start_tree(
+    env: &Env,
+    store: Arc<allama_store::SledStore>,
+    run: &str,
+) -> anyhow::Result<(Engine, Arc<LocalPlans>, String)> {
+    let root = run.split('~').next().unwrap_or(run).to_string();
+    let (engine, plans) = start(env, store, ResumeScope::Only(vec![root.clone()])).await?;
+    Ok((engine, plans, root))
 }
 
 fn decide(a: DecideArgs, decision: Decision) -> anyhow::Result<ExitCode> {
@@ -407,13 +415,7 @@ fn decide(a: DecideArgs, decision: Decision) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let store = env.open_store()?;
-    // A child run's decision carries its parent on too: resume the whole tree.
-    let root = root_of(&run).to_string();
-    let (engine, plans) = rt.block_on(start(
-        &env,
-        store.clone(),
-        ResumeScope::Only(vec![root.clone()]),
-    ))?;
+    let (engine, plans, root) = rt.block_on(start_tree(&env, store.clone(), &run))?;
     rt.block_on(async {
         engine
             .decide(&run, &step, decision, &user, &roles, comment)
@@ -466,12 +468,7 @@ fn cancel(env: &Env, run: &str) -> anyhow::Result<ExitCode> {
         println!("{id}: cancelled");
     }
     drop(plans);
-    let root = root_of(run).to_string();
-    let (engine, plans) = rt.block_on(start(
-        env,
-        store.clone(),
-        ResumeScope::Only(vec![root.clone()]),
-    ))?;
+    let (engine, plans, root) = rt.block_on(start_tree(env, store.clone(), run))?;
     // The cancel has landed; how the tree ends after it is shown, not judged.
     finish(
         &rt,

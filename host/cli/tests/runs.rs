@@ -11,15 +11,7 @@ use allama_test_peer::{Peer, Recorded, Reply, Router};
 use serde_json::Value;
 
 mod common;
-use common::{allama, bounded, ok};
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::{allama, bounded, ok, text};
 
 fn write(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
     let p = dir.join(name);

@@ -131,6 +131,37 @@ async fn engine(store: Arc<dyn RunStore>, echo: Arc<Echo>, plans: &[&Arc<Plan>])
     .expect("engine starts")
 }
 
+/// A first process that starts a `LINEAR` run (when `start`) or resumes the
+/// stored ones, and is shut down while step `a`, which never returns, runs.
+/// Returns the run started, if any, and the call of `a` it made.
+async fn stopped_while_a_runs(
+    store: Arc<dyn RunStore>,
+    p: &Arc<Plan>,
+    start: bool,
+) -> (Option<String>, Invocation) {
+    let stuck = Arc::new(Echo {
+        gate: Some(Arc::new(Notify::new())),
+        gated_package: Some("t".into()),
+        ..Echo::default()
+    });
+    let e = engine(store, stuck.clone(), &[p]).await;
+    let mut updates = e.subscribe();
+    let id = if start {
+        Some(
+            e.start_run(p.clone(), json!({}), json!({"ip": "192.0.2.1"}))
+                .await
+                .expect("starts"),
+        )
+    } else {
+        None
+    };
+    while stuck.calls_for("a").is_empty() {
+        let _ = tokio::time::timeout(Duration::from_millis(50), updates.recv()).await;
+    }
+    e.shutdown().await;
+    (id, stuck.calls_for("a").remove(0))
+}
+
 const LINEAR: &str = r#"
 id: linear
 inputs:
@@ -222,27 +253,13 @@ async fn an_unfinished_run_resumes_after_a_restart_with_the_same_idempotency_key
     let p = plan(LINEAR);
     let store: Arc<MemoryStore> = Arc::new(MemoryStore::new());
     // First process: step `a` never returns.
-    let stuck = Arc::new(Echo {
-        gate: Some(Arc::new(Notify::new())),
-        gated_package: Some("t".into()),
-        ..Echo::default()
-    });
-    let e1 = engine(store.clone(), stuck.clone(), &[&p]).await;
-    let id = e1
-        .start_run(p.clone(), json!({}), json!({"ip": "192.0.2.1"}))
-        .await
-        .expect("starts");
-    let mut updates = e1.subscribe();
-    while stuck.calls_for("a").is_empty() {
-        let _ = tokio::time::timeout(Duration::from_millis(50), updates.recv()).await;
-    }
-    e1.shutdown().await;
+    let (id, first) = stopped_while_a_runs(store.clone(), &p, true).await;
+    let id = id.expect("started");
     // Second process, same store.
     let echo = Arc::new(Echo::default());
     let e2 = engine(store.clone(), echo.clone(), &[&p]).await;
     let done = e2.wait(&id).await.expect("finishes");
     assert_eq!(done.status, RunStatus::Succeeded);
-    let first = &stuck.calls_for("a")[0];
     let again = echo.calls_for("a");
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].idempotency_key, first.idempotency_key);
@@ -651,25 +668,9 @@ async fn graceful_shutdowns_rerun_an_attempt_without_quarantining_it() {
     let mut keys = Vec::new();
     // Far more deploys during one long step than it takes crashes to quarantine it.
     for _ in 0..allama_engine::machine::MAX_CRASHES * 2 {
-        let stuck = Arc::new(Echo {
-            gate: Some(Arc::new(Notify::new())),
-            gated_package: Some("t".into()),
-            ..Echo::default()
-        });
-        let e = engine(store.clone(), stuck.clone(), &[&p]).await;
-        if id.is_none() {
-            id = Some(
-                e.start_run(p.clone(), json!({}), json!({"ip": "192.0.2.1"}))
-                    .await
-                    .expect("starts"),
-            );
-        }
-        let mut updates = e.subscribe();
-        while stuck.calls_for("a").is_empty() {
-            let _ = tokio::time::timeout(Duration::from_millis(50), updates.recv()).await;
-        }
-        keys.push(stuck.calls_for("a")[0].idempotency_key.clone());
-        e.shutdown().await;
+        let (started, call) = stopped_while_a_runs(store.clone(), &p, id.is_none()).await;
+        id = id.or(started);
+        keys.push(call.idempotency_key);
     }
     let id = id.expect("started");
     let echo = Arc::new(Echo::default());
@@ -796,21 +797,8 @@ async fn a_resumed_run_whose_attempt_cannot_be_logged_stops_and_resumes_later() 
         countdown: Mutex::new(None),
     });
     // First process: stopped while `a` runs, so the run resumes "careful".
-    let stuck = Arc::new(Echo {
-        gate: Some(Arc::new(Notify::new())),
-        gated_package: Some("t".into()),
-        ..Echo::default()
-    });
-    let e1 = engine(store.clone(), stuck.clone(), &[&p]).await;
-    let id = e1
-        .start_run(p.clone(), json!({}), json!({"ip": "192.0.2.1"}))
-        .await
-        .expect("starts");
-    let mut updates = e1.subscribe();
-    while stuck.calls_for("a").is_empty() {
-        let _ = tokio::time::timeout(Duration::from_millis(50), updates.recv()).await;
-    }
-    e1.shutdown().await;
+    let (id, _) = stopped_while_a_runs(store.clone(), &p, true).await;
+    let id = id.expect("started");
     // Second process: `a` completes; logging `b`'s start fails.
     let calls = Arc::new(Mutex::new(Vec::new()));
     let e2 = Engine::start(
@@ -888,21 +876,8 @@ async fn a_parent_waiting_on_its_childs_approval_shows_as_waiting() {
 async fn cancelling_a_stored_run_never_dispatches_its_interrupted_attempt_again() {
     let p = plan(LINEAR);
     let store: Arc<MemoryStore> = Arc::new(MemoryStore::new());
-    let stuck = Arc::new(Echo {
-        gate: Some(Arc::new(Notify::new())),
-        gated_package: Some("t".into()),
-        ..Echo::default()
-    });
-    let e1 = engine(store.clone(), stuck.clone(), &[&p]).await;
-    let id = e1
-        .start_run(p.clone(), json!({}), json!({"ip": "192.0.2.1"}))
-        .await
-        .expect("starts");
-    let mut updates = e1.subscribe();
-    while stuck.calls_for("a").is_empty() {
-        let _ = tokio::time::timeout(Duration::from_millis(50), updates.recv()).await;
-    }
-    e1.shutdown().await;
+    let (id, _) = stopped_while_a_runs(store.clone(), &p, true).await;
+    let id = id.expect("started");
     let lib = Library::with(&[&p]);
     let cancelled =
         allama_engine::history::cancel_stored(store.as_ref(), lib.as_ref(), &id, "erin")

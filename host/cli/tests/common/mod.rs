@@ -24,6 +24,15 @@ pub fn ok(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Its stdout and stderr, for messages and assertions.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// The generic http action re-packaged as `effects`, as an operator would,
 /// allowed to reach one loopback port. Returns the packages directory.
 pub fn http_package(dir: &Path, port: u16) -> PathBuf {
