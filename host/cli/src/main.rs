@@ -1,6 +1,7 @@
 //! The `allama` command.
 
 mod action_run;
+mod admin_cmd;
 mod bench;
 mod bench_engine;
 mod local;
@@ -8,6 +9,7 @@ mod package_cmd;
 mod playbook_cmd;
 mod runs_cmd;
 mod scaffold;
+mod serve_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -53,6 +55,18 @@ enum Command {
         #[command(subcommand)]
         command: runs_cmd::RunsCommand,
     },
+    /// Secrets held by a running server.
+    Secrets {
+        #[command(subcommand)]
+        command: admin_cmd::SecretsCommand,
+    },
+    /// The tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        command: admin_cmd::AuditCommand,
+    },
+    /// Serve the HTTP API on the data directory.
+    Serve(serve_cmd::Args),
     /// Sizing benchmarks for operators.
     Bench {
         #[command(subcommand)]
@@ -100,6 +114,9 @@ fn main() -> ExitCode {
         } => bench_engine::main(args),
         Command::Playbook { command } => playbook_cmd::main(command),
         Command::Runs { command } => runs_cmd::main(command),
+        Command::Serve(args) => serve_cmd::main(args),
+        Command::Secrets { command } => admin_cmd::secrets(command),
+        Command::Audit { command } => admin_cmd::audit(command),
         Command::Package { command } => package_cmd::package(command),
         Command::Keys { command } => package_cmd::keys(command),
     };

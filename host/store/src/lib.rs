@@ -31,6 +31,10 @@
 //! durable before any event that refers to it can be committed.
 //! | `meta` | `schema_version` | u32 big-endian |
 
+pub mod audit;
+pub mod names;
+pub mod secrets;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};

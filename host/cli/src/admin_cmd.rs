@@ -1,0 +1,115 @@
+//! `allama secrets rotate-key` (through a running server) and
+//! `allama audit verify` (on a data directory no server holds).
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+
+use crate::local::Env;
+
+/// `allama secrets …`
+#[derive(clap::Subcommand)]
+pub enum SecretsCommand {
+    /// Re-encrypt every secret under a new master key, while the server
+    /// runs. Needs a system administrator's token.
+    RotateKey {
+        /// The server. Default: $ALLAMA_URL, else http://127.0.0.1:8080.
+        #[arg(long)]
+        url: Option<String>,
+        /// The token. Default: $ALLAMA_TOKEN.
+        #[arg(long)]
+        token: Option<String>,
+    },
+}
+
+/// `allama audit …`
+#[derive(clap::Subcommand)]
+pub enum AuditCommand {
+    /// Check the audit chains of a data directory (stop the server first,
+    /// or ask it: GET /api/v1/workspaces/WS/audit/verify). Names the first
+    /// broken link; exits 1 if any chain is broken.
+    Verify {
+        /// Only this workspace's chain (`system` for the server's own).
+        #[arg(long)]
+        workspace: Option<String>,
+        #[command(flatten)]
+        env: Env,
+    },
+}
+
+/// Entry point of `allama secrets`.
+pub fn secrets(cmd: SecretsCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        SecretsCommand::RotateKey { url, token } => {
+            let url = url
+                .or_else(|| std::env::var("ALLAMA_URL").ok())
+                .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+            let Some(token) = token.or_else(|| std::env::var("ALLAMA_TOKEN").ok()) else {
+                bail!("give --token or set ALLAMA_TOKEN (a system administrator's token)");
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let endpoint = format!("{}/api/v1/admin/rotate-key", url.trim_end_matches('/'));
+            let (status, body) = rt.block_on(async {
+                let resp = reqwest::Client::new()
+                    .post(&endpoint)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .with_context(|| format!("POST {endpoint}"))?;
+                let status = resp.status();
+                let body: serde_json::Value = resp.json().await.unwrap_or_default();
+                Ok::<_, anyhow::Error>((status, body))
+            })?;
+            if !status.is_success() {
+                bail!(
+                    "the server refused ({status}): {}",
+                    body["error"]["message"]
+                        .as_str()
+                        .unwrap_or("no reason given")
+                );
+            }
+            println!(
+                "master key rotated: now `{}`; {} secret(s) re-encrypted; retired: {}",
+                body["kid"].as_str().unwrap_or("?"),
+                body["reencrypted"],
+                body["retired"]
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Entry point of `allama audit`.
+pub fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        AuditCommand::Verify { workspace, env } => {
+            let store = env.open_store()?;
+            let log = allama_store::audit::AuditLog::open(store.db())?;
+            let chains = match workspace {
+                Some(w) => vec![w],
+                None => log.workspaces()?,
+            };
+            if chains.is_empty() {
+                println!("no audit records");
+            }
+            let mut broken = false;
+            for ws in chains {
+                match log.verify(&ws) {
+                    Ok(v) => println!("{ws}: ok, {} records, head {}", v.records, v.head),
+                    Err(allama_store::audit::AuditError::Broken(b)) => {
+                        broken = true;
+                        println!("{ws}: BROKEN at record {}: {}", b.seq, b.reason);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(if broken {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! `allama serve`: the HTTP API on the data directory.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::local::Env;
+
+/// Arguments of `allama serve`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Address to listen on. Default: $ALLAMA_LISTEN, else 127.0.0.1:8080.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// The master key file (secrets are encrypted under it). Default:
+    /// DATA_DIR/master.key, created with mode 0600 on first start.
+    /// $ALLAMA_MASTER_KEY (KID:BASE64) takes precedence.
+    #[arg(long)]
+    master_key: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    env: Env,
+}
+
+/// Entry point.
+pub fn main(args: Args) -> anyhow::Result<ExitCode> {
+    let listen = match args.listen {
+        Some(a) => a,
+        None => match std::env::var("ALLAMA_LISTEN") {
+            Ok(v) => v.parse().with_context(|| {
+                format!("ALLAMA_LISTEN `{v}` is not an address like 127.0.0.1:8080")
+            })?,
+            Err(_) => SocketAddr::from(([127, 0, 0, 1], 8080)),
+        },
+    };
+    let mut config = allama_server::ServerConfig::new(args.env.data_dir()?);
+    config.master_key = args.master_key;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let opened = allama_server::open(&config)
+            .with_context(|| format!("starting on {}", config.data_dir.display()))?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        let addr = listener.local_addr()?;
+        if let Some(token) = &opened.first_admin_token {
+            println!(
+                "First start: user `{}` (system administrator, admin of workspace `{}`).",
+                allama_server::FIRST_ADMIN,
+                allama_server::FIRST_WORKSPACE
+            );
+            println!("Its token is shown this once; only its hash is kept:");
+            println!();
+            println!("  {token}");
+            println!();
+        }
+        println!("  data:     {}", config.data_dir.display());
+        println!("  API:      http://{addr}/api/v1   (OpenAPI: http://{addr}/api/openapi.json)");
+        // Last, so a script can wait for this line.
+        println!("Allama is listening on http://{addr}");
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+            eprintln!("stopping: finishing requests in flight");
+        };
+        allama_server::serve(listener, opened.state.clone(), shutdown).await?;
+        opened.store.sync_now().context("the final sync")?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

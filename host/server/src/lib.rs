@@ -1,0 +1,167 @@
+//! The Allama server: the HTTP API over the engine, with workspaces, users
+//! and roles, encrypted secrets and the audit chain.
+//!
+//! - [`accounts`]: users, roles per workspace, hashed tokens, workspaces.
+//! - [`app`]: shared state; the extractors every route uses (the
+//!   authenticated [`app::Caller`], a JSON [`app::Body`] whose errors name
+//!   the field); the failed-authentication limiter.
+//! - [`routes`]: the `/api/v1` handlers and the generated OpenAPI document.
+//! - [`error`]: the one error shape, `{"error": {"code", "message", "field"?}}`.
+//!
+//! Storage (`allama-store`): one sled database per data directory holds
+//! run histories, the audit chains, secrets (AES-256-GCM) and accounts;
+//! its key layout is in `docs/server.md`.
+
+pub mod accounts;
+pub mod app;
+pub mod error;
+pub mod routes;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use allama_store::SledStore;
+use allama_store::audit::{AuditEntry, AuditLog};
+use allama_store::secrets::{MASTER_KEY_ENV, MasterKeys, Vault};
+
+use crate::accounts::{Accounts, Role};
+use crate::app::{AppState, FailureLimiter, SYSTEM_CHAIN, Shared};
+
+/// How the server is set up.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The data directory (created if missing).
+    pub data_dir: PathBuf,
+    /// The master key file; default `DATA_DIR/master.key`. Ignored when
+    /// `ALLAMA_MASTER_KEY` is set.
+    pub master_key: Option<PathBuf>,
+    /// Failed authentications allowed per client address per minute.
+    pub auth_failures_per_minute: u32,
+}
+
+impl ServerConfig {
+    /// Defaults for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            master_key: None,
+            auth_failures_per_minute: 10,
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory.
+    #[error("data directory {dir}: {message}")]
+    DataDir {
+        /// The directory.
+        dir: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// The master key.
+    #[error(transparent)]
+    Key(#[from] allama_store::secrets::SecretError),
+    /// Accounts.
+    #[error(transparent)]
+    Accounts(#[from] accounts::AccountError),
+    /// The audit log.
+    #[error(transparent)]
+    Audit(#[from] allama_store::audit::AuditError),
+}
+
+/// An opened server: its state, and on a first start the admin token.
+pub struct Opened {
+    /// The state the router serves.
+    pub state: Shared,
+    /// The run store (the same sled database).
+    pub store: Arc<SledStore>,
+    /// On a fresh data directory: the admin's token, to print once.
+    pub first_admin_token: Option<String>,
+}
+
+/// The user and workspace a fresh data directory starts with.
+pub const FIRST_ADMIN: &str = "admin";
+/// The workspace a fresh data directory starts with.
+pub const FIRST_WORKSPACE: &str = "default";
+
+/// Opens (or on first start, creates) the data directory: store, master
+/// key, accounts. A fresh directory gets workspace `default` and user
+/// `admin` (system administrator, admin of `default`) with a token.
+pub fn open(config: &ServerConfig) -> Result<Opened, StartError> {
+    let dir = &config.data_dir;
+    let data_err = |m: String| StartError::DataDir {
+        dir: dir.clone(),
+        message: m,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| data_err(e.to_string()))?;
+    let store = Arc::new(SledStore::open(dir).map_err(|e| data_err(e.to_string()))?);
+    let keys = match std::env::var(MASTER_KEY_ENV) {
+        Ok(v) => MasterKeys::from_env_value(&v)?,
+        Err(_) => MasterKeys::load_or_create(
+            &config
+                .master_key
+                .clone()
+                .unwrap_or_else(|| dir.join("master.key")),
+        )?,
+    };
+    let db = store.db();
+    let state = Arc::new(AppState {
+        accounts: Accounts::open(db)?,
+        audit: AuditLog::open(db)?,
+        vault: Vault::open(db, keys)?,
+        failures: FailureLimiter::new(config.auth_failures_per_minute),
+    });
+    let mut first_admin_token = None;
+    if state.accounts.is_empty() {
+        state.accounts.create_workspace(FIRST_WORKSPACE, "system")?;
+        state.accounts.create_user(
+            FIRST_ADMIN,
+            BTreeMap::from([(FIRST_WORKSPACE.to_string(), Role::Admin)]),
+            true,
+        )?;
+        let (token, info) =
+            state
+                .accounts
+                .issue_token(FIRST_ADMIN, "created at first start", None)?;
+        state.audit(
+            SYSTEM_CHAIN,
+            AuditEntry {
+                actor: "system".into(),
+                action: "server.initialise".into(),
+                target: dir.display().to_string(),
+                denied: false,
+                detail: serde_json::json!({ "user": FIRST_ADMIN, "workspace": FIRST_WORKSPACE, "token": info.id }),
+            },
+        );
+        store
+            .sync_now()
+            .map_err(|e| data_err(format!("could not make the first start durable: {e}")))?;
+        first_admin_token = Some(token);
+    }
+    Ok(Opened {
+        state,
+        store,
+        first_admin_token,
+    })
+}
+
+/// Serves the API on `listener` until `shutdown` resolves; requests in
+/// flight are finished first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Shared,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = routes::router(state);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

@@ -1,0 +1,101 @@
+//! The HTTP API: `/api/v1/…`, `/healthz`, and the OpenAPI document at
+//! `/api/openapi.json`, generated from the handlers' annotations.
+
+pub mod audit;
+pub mod identity;
+pub mod secrets;
+
+use axum::extract::DefaultBodyLimit;
+use axum::response::IntoResponse;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::Shared;
+use crate::error::ApiError;
+
+/// Largest request body (a playbook with its documentation fits many times).
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Allama", description = "Security automation where every integration runs sandboxed."),
+    modifiers(&BearerAuth),
+    security(("token" = [])),
+    tags(
+        (name = "identity", description = "Workspaces, users, roles, tokens"),
+        (name = "secrets", description = "Encrypted secrets; values are never returned"),
+        (name = "audit", description = "The tamper-evident audit chain"),
+        (name = "health", description = "Liveness"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("alm_…")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Liveness: the server answers.
+#[utoipa::path(get, path = "/healthz", tag = "health", security(()),
+    responses((status = 200, body = String)))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// The router with every route, and the OpenAPI document describing it.
+pub fn router(state: Shared) -> axum::Router {
+    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(identity::me))
+        .routes(routes!(
+            identity::create_workspace,
+            identity::list_workspaces
+        ))
+        .routes(routes!(identity::create_user))
+        .routes(routes!(identity::set_member, identity::remove_member))
+        .routes(routes!(identity::issue_token, identity::list_tokens))
+        .routes(routes!(identity::revoke_token))
+        .routes(routes!(secrets::list))
+        .routes(routes!(secrets::set, secrets::delete))
+        .routes(routes!(secrets::rotate_key))
+        .routes(routes!(audit::query))
+        .routes(routes!(audit::verify))
+        .routes(routes!(audit::export))
+        .split_for_parts();
+    let doc = api.to_pretty_json().unwrap_or_default();
+    router
+        .route(
+            "/api/openapi.json",
+            axum::routing::get(move || async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    doc,
+                )
+                    .into_response()
+            }),
+        )
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
