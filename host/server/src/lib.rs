@@ -7,6 +7,7 @@
 //!   the field); the failed-authentication limiter.
 //! - [`routes`]: the `/api/v1` handlers and the generated OpenAPI document.
 //! - [`error`]: the one error shape, `{"error": {"code", "message", "field"?}}`.
+//! - [`webhooks`]: signature checks for triggers (Standard Webhooks, GitHub, Slack).
 //!
 //! Storage (`allama-store`): one sled database per data directory holds
 //! run histories, the audit chains, secrets (AES-256-GCM) and accounts;
@@ -16,6 +17,7 @@ pub mod accounts;
 pub mod app;
 pub mod error;
 pub mod routes;
+pub mod webhooks;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

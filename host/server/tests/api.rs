@@ -559,7 +559,14 @@ async fn hostile_input_gets_a_clear_4xx_and_the_server_stays_up() {
     let s = server().await;
     let put = "/api/v1/workspaces/default/secrets/K";
     // (content type, body, what, status, code, field)
-    type Case<'a> = (&'a str, Vec<u8>, &'a str, StatusCode, &'a str, Option<&'a str>);
+    type Case<'a> = (
+        &'a str,
+        Vec<u8>,
+        &'a str,
+        StatusCode,
+        &'a str,
+        Option<&'a str>,
+    );
     let cases: Vec<Case> = vec![
         (
             "application/json",
