@@ -59,7 +59,9 @@ pub fn secrets(cmd: SecretsCommand) -> anyhow::Result<ExitCode> {
                     .await
                     .with_context(|| format!("POST {endpoint}"))?;
                 let status = resp.status();
-                let body: serde_json::Value = resp.json().await.unwrap_or_default();
+                let body: serde_json::Value =
+                    serde_json::from_str(&resp.text().await.unwrap_or_default())
+                        .unwrap_or_default();
                 Ok::<_, anyhow::Error>((status, body))
             })?;
             if !status.is_success() {

@@ -18,6 +18,12 @@ pub struct Args {
     /// $ALLAMA_MASTER_KEY (KID:BASE64) takes precedence.
     #[arg(long)]
     master_key: Option<std::path::PathBuf>,
+    /// Serve HTTPS (TLS 1.3 only) with this certificate chain (PEM, leaf first).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     #[command(flatten)]
     env: Env,
 }
@@ -33,6 +39,11 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             Err(_) => SocketAddr::from(([127, 0, 0, 1], 8080)),
         },
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Some(allama_server::tls::server_config(c, k)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let mut config = allama_server::ServerConfig::new(args.env.data_dir()?);
     config.master_key = args.master_key;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -57,14 +68,21 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             println!();
         }
         println!("  data:     {}", config.data_dir.display());
-        println!("  API:      http://{addr}/api/v1   (OpenAPI: http://{addr}/api/openapi.json)");
+        println!(
+            "  API:      {scheme}://{addr}/api/v1   (OpenAPI: {scheme}://{addr}/api/openapi.json)"
+        );
         // Last, so a script can wait for this line.
-        println!("Allama is listening on http://{addr}");
+        println!("Allama is listening on {scheme}://{addr}");
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
             eprintln!("stopping: finishing requests in flight");
         };
-        allama_server::serve(listener, opened.state.clone(), shutdown).await?;
+        match tls {
+            Some(tls) => {
+                allama_server::serve_tls(listener, tls, opened.state.clone(), shutdown).await?
+            }
+            None => allama_server::serve(listener, opened.state.clone(), shutdown).await?,
+        }
         opened.store.sync_now().context("the final sync")?;
         Ok::<_, anyhow::Error>(())
     })?;

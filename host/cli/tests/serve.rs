@@ -12,9 +12,17 @@ use common::allama;
 /// Starts `allama serve` and reads its banner: the base URL and, on a first
 /// start, the token.
 fn start(data: &std::path::Path) -> (Child, String, Option<String>, Vec<String>) {
+    start_with(data, &[])
+}
+
+fn start_with(
+    data: &std::path::Path,
+    extra: &[&std::ffi::OsStr],
+) -> (Child, String, Option<String>, Vec<String>) {
     let mut child = allama()
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -207,4 +215,79 @@ fn a_bad_listen_address_is_named() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ALLAMA_LISTEN `not-an-address`"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_speaks_tls_when_given_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (c, k) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    let data = dir.path().join("data");
+    let (child, base, _, banner) = tokio::task::spawn_blocking({
+        let (data, c, k) = (data.clone(), c.clone(), k.clone());
+        move || {
+            start_with(
+                &data,
+                &[
+                    "--tls-cert".as_ref(),
+                    c.as_os_str(),
+                    "--tls-key".as_ref(),
+                    k.as_os_str(),
+                ],
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert!(base.starts_with("https://"), "{banner:?}");
+    let addr: std::net::SocketAddr = base.trim_start_matches("https://").parse().unwrap();
+    let http = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem().as_bytes()).unwrap())
+        .resolve("localhost", addr)
+        .build()
+        .unwrap();
+    let r = http
+        .get(format!("https://localhost:{}/healthz", addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let st = tokio::task::spawn_blocking(move || stop(child))
+        .await
+        .unwrap();
+    assert!(st.success(), "{st}");
+
+    // Half a TLS setting, or a file that is not a certificate: refused at start.
+    let half = allama()
+        .args(["serve", "--data-dir"])
+        .arg(&data)
+        .arg("--tls-cert")
+        .arg(&c)
+        .output()
+        .unwrap();
+    assert_eq!(half.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&half.stderr).contains("--tls-key"));
+    let junk = allama()
+        .args(["serve", "--data-dir"])
+        .arg(&data)
+        .arg("--tls-cert")
+        .arg(&k)
+        .arg("--tls-key")
+        .arg(&k)
+        .output()
+        .unwrap();
+    assert_eq!(junk.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&junk.stderr).contains("holds no certificate"),
+        "{}",
+        String::from_utf8_lossy(&junk.stderr)
+    );
 }

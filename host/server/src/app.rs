@@ -85,6 +85,29 @@ impl FailureLimiter {
     }
 }
 
+/// The client's address, for the failed-authentication limit and the audit
+/// log, over plain TCP or TLS.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub SocketAddr);
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for ClientAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, crate::tls::TlsListener>>
+    for ClientAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, crate::tls::TlsListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
 /// The authenticated caller.
 #[derive(Clone, Debug)]
 pub struct Caller {
@@ -157,8 +180,8 @@ impl FromRequestParts<Shared> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, ApiError> {
         let ip = parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
+            .get::<ConnectInfo<ClientAddr>>()
+            .map(|c| c.0.0.ip())
             .unwrap_or(IpAddr::from([0, 0, 0, 0]));
         if let Some(wait) = state.failures.blocked(ip) {
             return Err(ApiError::new(

@@ -17,10 +17,10 @@ pub mod accounts;
 pub mod app;
 pub mod error;
 pub mod routes;
+pub mod tls;
 pub mod webhooks;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -162,7 +162,23 @@ pub async fn serve(
     let app = routes::router(state);
     axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app.into_make_service_with_connect_info::<app::ClientAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// [`serve`] over TLS 1.3 (see [`tls`]).
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    config: Arc<tokio_rustls::rustls::ServerConfig>,
+    state: Shared,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = routes::router(state);
+    axum::serve(
+        tls::TlsListener::new(listener, config)?,
+        app.into_make_service_with_connect_info::<app::ClientAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await
