@@ -128,9 +128,7 @@ fn bad_certificate_files_are_named() {
         (&cert_path, &junk, "junk.pem: not a PEM private key"),
         (&cert_path, &key_path, "do not make a TLS configuration"),
     ] {
-        let e = allama_server::tls::server_config(c, k)
-            .err()
-            .expect("refused");
+        let e = allama_server::tls::server_config(c, k).expect_err("refused");
         assert!(e.to_string().contains(needle), "{needle}: {e}");
     }
 }
