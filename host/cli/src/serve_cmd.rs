@@ -10,7 +10,12 @@ use crate::local::Env;
 /// Arguments of `allama serve`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Address to listen on. Default: $ALLAMA_LISTEN, else 127.0.0.1:8080.
+    /// A configuration file (TOML; see docs/server.md). Default: $ALLAMA_CONFIG.
+    /// Flags and environment variables override what it says.
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+    /// Address to listen on. Default: $ALLAMA_LISTEN, else the configuration
+    /// file, else 127.0.0.1:8080.
     #[arg(long)]
     listen: Option<SocketAddr>,
     /// The master key file (secrets are encrypted under it). Default:
@@ -30,22 +35,49 @@ pub struct Args {
 
 /// Entry point.
 pub fn main(args: Args) -> anyhow::Result<ExitCode> {
+    let file = match args
+        .config
+        .clone()
+        .or_else(|| std::env::var_os("ALLAMA_CONFIG").map(Into::into))
+    {
+        Some(p) => allama_server::config::read(&p)?,
+        None => allama_server::config::FileConfig::default(),
+    };
     let listen = match args.listen {
         Some(a) => a,
         None => match std::env::var("ALLAMA_LISTEN") {
             Ok(v) => v.parse().with_context(|| {
                 format!("ALLAMA_LISTEN `{v}` is not an address like 127.0.0.1:8080")
             })?,
-            Err(_) => SocketAddr::from(([127, 0, 0, 1], 8080)),
+            Err(_) => file
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
         },
     };
-    let tls = match (&args.tls_cert, &args.tls_key) {
+    // A flag for either TLS file replaces both of the file's.
+    let (tls_cert, tls_key) = match (args.tls_cert, args.tls_key) {
+        (Some(c), Some(k)) => (Some(c), Some(k)),
+        _ => (file.tls_cert, file.tls_key),
+    };
+    let tls = match (&tls_cert, &tls_key) {
         (Some(c), Some(k)) => Some(allama_server::tls::server_config(c, k)?),
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut config = allama_server::ServerConfig::new(args.env.data_dir()?);
-    config.master_key = args.master_key;
+    let explicit_dir = args
+        .env
+        .data_dir
+        .clone()
+        .or_else(|| std::env::var_os("ALLAMA_DATA_DIR").map(Into::into));
+    let data_dir = match explicit_dir.or(file.data_dir) {
+        Some(d) => d,
+        None => args.env.data_dir()?,
+    };
+    let mut config = allama_server::ServerConfig::new(data_dir);
+    config.master_key = args.master_key.or(file.master_key);
+    if let Some(n) = file.auth_failures_per_minute {
+        config.auth_failures_per_minute = n;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -56,6 +88,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("listening on {listen}"))?;
         let addr = listener.local_addr()?;
+        let shutdown = stop_signal()?;
         if let Some(token) = &opened.first_admin_token {
             println!(
                 "First start: user `{}` (system administrator, admin of workspace `{}`).",
@@ -73,10 +106,6 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         );
         // Last, so a script can wait for this line.
         println!("Allama is listening on {scheme}://{addr}");
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-            eprintln!("stopping: finishing requests in flight");
-        };
         match tls {
             Some(tls) => {
                 allama_server::serve_tls(listener, tls, opened.state.clone(), shutdown).await?
@@ -87,4 +116,29 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
+/// called (before the banner), so a stop right after start is graceful too.
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            eprintln!("stopping: finishing requests in flight");
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            eprintln!("stopping: finishing requests in flight");
+        })
+    }
 }

@@ -291,3 +291,52 @@ async fn serve_speaks_tls_when_given_a_certificate() {
         String::from_utf8_lossy(&junk.stderr)
     );
 }
+
+#[test]
+fn a_bad_configuration_file_is_named_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("allama.toml");
+    std::fs::write(&cfg, "listen = \"127.0.0.1:0\"\nbogus = 1\n").unwrap();
+    let out = allama()
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("allama.toml:2:1") && err.contains("bogus"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_configuration_file_sets_the_data_directory_and_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("allama.toml");
+    std::fs::write(&cfg, "listen = \"127.0.0.1:0\"\ndata_dir = \"from-file\"\n").unwrap();
+    let mut child = allama()
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut banner = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.starts_with("Allama is listening on http://127.0.0.1:");
+        banner.push(line);
+        if done {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    assert!(
+        dir.path().join("from-file/master.key").is_file(),
+        "{banner:?}"
+    );
+    assert!(banner.iter().any(|l| l.contains("from-file")), "{banner:?}");
+    assert!(stop(child).success());
+}

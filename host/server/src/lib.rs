@@ -15,6 +15,7 @@
 
 pub mod accounts;
 pub mod app;
+pub mod config;
 pub mod error;
 pub mod routes;
 pub mod tls;
