@@ -30,6 +30,10 @@ pub struct AppState {
     pub audit: AuditLog,
     /// Encrypted secrets.
     pub vault: Vault,
+    /// Playbooks and their versions.
+    pub library: crate::library::Library,
+    /// The run store (histories, blobs: playbook sources live there).
+    pub store: std::sync::Arc<allama_store::SledStore>,
     /// Failed authentications by client address.
     pub(crate) failures: FailureLimiter,
 }

@@ -17,6 +17,7 @@ pub mod accounts;
 pub mod app;
 pub mod config;
 pub mod error;
+pub mod library;
 pub mod routes;
 pub mod tls;
 pub mod webhooks;
@@ -117,6 +118,8 @@ pub fn open(config: &ServerConfig) -> Result<Opened, StartError> {
         accounts: Accounts::open(db)?,
         audit: AuditLog::open(db)?,
         vault: Vault::open(db, keys)?,
+        library: library::Library::open(db).map_err(|e| data_err(e.to_string()))?,
+        store: store.clone(),
         failures: FailureLimiter::new(config.auth_failures_per_minute),
     });
     let mut first_admin_token = None;

@@ -133,6 +133,9 @@ impl Server {
     }
 }
 
+const PLAYBOOK_V1: &str = "id: enrich\nname: Enrich\nsteps:\n  - id: ok\n    approval:\n      approvers: { roles: [responder] }\n      message: Go?\n";
+const PLAYBOOK_V2: &str = "id: enrich\nname: Enrich an alert\nsteps:\n  - id: ok\n    approval:\n      approvers: { roles: [responder] }\n      message: Really go?\n";
+
 fn error_code(v: &Value) -> &str {
     v["error"]["code"]
         .as_str()
@@ -929,4 +932,251 @@ async fn the_master_key_rotates_while_the_server_runs() {
         )
         .await;
     assert_eq!(page.as_array().unwrap().len(), 20);
+}
+
+#[tokio::test]
+async fn playbooks_are_versioned_validated_and_diffed() {
+    let s = server().await;
+    let base = "/api/v1/workspaces/default/playbooks";
+    let (st, r) = s
+        .call(
+            Method::POST,
+            base,
+            Some(&s.admin),
+            Some(json!({"source": PLAYBOOK_V1})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    assert_eq!(
+        (
+            r["id"].as_str(),
+            r["versions"].as_array().unwrap().len(),
+            r["enabled"].as_bool()
+        ),
+        (Some("enrich"), 1, Some(true))
+    );
+    // The same source again changes nothing.
+    let (st, r) = s
+        .call(
+            Method::POST,
+            base,
+            Some(&s.admin),
+            Some(json!({"source": PLAYBOOK_V1})),
+        )
+        .await;
+    assert_eq!(
+        (st, r["versions"].as_array().unwrap().len()),
+        (StatusCode::OK, 1)
+    );
+    let (st, r) = s
+        .call(
+            Method::POST,
+            base,
+            Some(&s.admin),
+            Some(json!({"source": PLAYBOOK_V2})),
+        )
+        .await;
+    assert_eq!(
+        (st, r["versions"].as_array().unwrap().len()),
+        (StatusCode::CREATED, 2),
+        "{r}"
+    );
+    assert_eq!(r["name"], "Enrich an alert");
+    let (_, shown) = s
+        .call(Method::GET, &format!("{base}/enrich"), Some(&s.admin), None)
+        .await;
+    assert_eq!(shown["source"], PLAYBOOK_V2);
+    let (_, v1) = s
+        .call(
+            Method::GET,
+            &format!("{base}/enrich/versions/1"),
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(v1, json!(PLAYBOOK_V1));
+    let (st, r) = s
+        .call(
+            Method::GET,
+            &format!("{base}/enrich/versions/3"),
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("versions 1 to 2"),
+        "{r}"
+    );
+    let (st, d) = s
+        .call(
+            Method::GET,
+            &format!("{base}/enrich/diff"),
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let d = d.as_str().unwrap();
+    assert!(
+        d.contains("-      message: Go?")
+            && d.contains("+      message: Really go?")
+            && d.contains("enrich v1"),
+        "{d}"
+    );
+    let (st, _) = s
+        .call(
+            Method::GET,
+            &format!("{base}/enrich/diff?from=1&to=9"),
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    // JSON sources too.
+    let json_src = serde_json::to_string(&json!({"id": "from-json", "steps": [{"id": "gate", "approval": {"approvers": {"roles": ["admin"]}, "message": "ok?"}}]})).unwrap();
+    let (st, r) = s
+        .call(
+            Method::POST,
+            base,
+            Some(&s.admin),
+            Some(json!({"source": json_src, "format": "json"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    let (_, all) = s.call(Method::GET, base, Some(&s.admin), None).await;
+    let ids: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["enrich", "from-json"]);
+    let (_, r) = s
+        .call(
+            Method::PUT,
+            &format!("{base}/enrich/enabled"),
+            Some(&s.admin),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(r["enabled"], false);
+    let (_, page) = s
+        .call(
+            Method::GET,
+            "/api/v1/workspaces/default/audit?action=playbook.",
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    let actions: Vec<&str> = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "playbook.create",
+            "playbook.version",
+            "playbook.create",
+            "playbook.disable"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn invalid_playbooks_are_refused_with_line_and_column() {
+    let s = server().await;
+    let base = "/api/v1/workspaces/default/playbooks";
+    let bad = "id: broken\nsteps:\n  - id: a\n    needs: ghost\n    approval:\n      approvers: { roles: [admin] }\n      message: x\n  - id: a\n    approval:\n      approvers: { roles: [admin] }\n      message: y\n";
+    let (st, v) = s
+        .call(
+            Method::POST,
+            &format!("{base}/validate"),
+            Some(&s.admin),
+            Some(json!({"source": bad})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["ok"], false);
+    let problems = v["problems"].as_array().unwrap();
+    assert!(problems.len() >= 2, "{v}");
+    assert!(
+        problems
+            .iter()
+            .all(|p| p["line"].as_u64().unwrap() >= 1 && p["column"].as_u64().unwrap() >= 1),
+        "{v}"
+    );
+    assert!(v.to_string().contains("ghost"), "{v}");
+    let (st, r) = s
+        .call(
+            Method::POST,
+            base,
+            Some(&s.admin),
+            Some(json!({"source": bad})),
+        )
+        .await;
+    assert_eq!(
+        (st, error_code(&r)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+        "{r}"
+    );
+    assert!(
+        r["error"]["field"].as_str().unwrap().starts_with("source"),
+        "{r}"
+    );
+    for (src, what) in [
+        ("{{{{", "not YAML"),
+        ("id: x\nsteps: []\n&a [*a]", "anchors"),
+        ("id: \"../../etc\"\nsteps: []\n", "traversal in the id"),
+        ("\u{0}", "NUL"),
+        ("- just\n- a list\n", "wrong shape"),
+    ] {
+        let (st, r) = s
+            .call(
+                Method::POST,
+                base,
+                Some(&s.admin),
+                Some(json!({"source": src})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{what}: {r}");
+    }
+    let (st, r) = s
+        .call(
+            Method::POST,
+            base,
+            Some(&s.admin),
+            Some(json!({"source": "id: x", "format": "toml"})),
+        )
+        .await;
+    assert_eq!(
+        (st, r["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("format")),
+        "{r}"
+    );
+    let (_, all) = s.call(Method::GET, base, Some(&s.admin), None).await;
+    assert_eq!(all, json!([]), "nothing invalid was stored");
+    let (st, _) = s
+        .call(Method::GET, &format!("{base}/nope"), Some(&s.admin), None)
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, r) = s
+        .call(
+            Method::GET,
+            &format!("{base}/x/versions/abc"),
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (st, error_code(&r)),
+        (StatusCode::BAD_REQUEST, "bad_path"),
+        "{r}"
+    );
 }

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod identity;
+pub mod playbooks;
 pub mod secrets;
 
 use axum::extract::DefaultBodyLimit;
@@ -24,6 +25,7 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
     security(("token" = [])),
     tags(
         (name = "identity", description = "Workspaces, users, roles, tokens"),
+        (name = "playbooks", description = "Playbooks and their versions"),
         (name = "secrets", description = "Encrypted secrets; values are never returned"),
         (name = "audit", description = "The tamper-evident audit chain"),
         (name = "health", description = "Liveness"),
@@ -72,6 +74,12 @@ pub fn router(state: Shared) -> axum::Router {
         .routes(routes!(secrets::list))
         .routes(routes!(secrets::set, secrets::delete))
         .routes(routes!(secrets::rotate_key))
+        .routes(routes!(playbooks::create, playbooks::list))
+        .routes(routes!(playbooks::validate))
+        .routes(routes!(playbooks::show))
+        .routes(routes!(playbooks::version))
+        .routes(routes!(playbooks::set_enabled))
+        .routes(routes!(playbooks::diff))
         .routes(routes!(audit::query))
         .routes(routes!(audit::verify))
         .routes(routes!(audit::export))
