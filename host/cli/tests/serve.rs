@@ -340,3 +340,80 @@ fn the_configuration_file_sets_the_data_directory_and_address() {
     assert!(banner.iter().any(|l| l.contains("from-file")), "{banner:?}");
     assert!(stop(child).success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_server_acknowledged_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut child, base, token, _) = tokio::task::spawn_blocking({
+        let data = data.clone();
+        move || start(&data)
+    })
+    .await
+    .unwrap();
+    let token = token.unwrap();
+    let http = reqwest::Client::new();
+    let put = http
+        .put(format!("{base}/api/v1/workspaces/default/secrets/SURVIVES"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"value": "v"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 204);
+    let issued: serde_json::Value = http
+        .post(format!("{base}/api/v1/tokens"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"label": "leaked"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let leaked = issued["token"].as_str().unwrap().to_string();
+    let revoke = http
+        .delete(format!(
+            "{base}/api/v1/tokens/{}",
+            issued["info"]["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoke.status(), 204);
+    // No goodbye: SIGKILL right after the answers.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (child, base, _, _) = tokio::task::spawn_blocking({
+        let data = data.clone();
+        move || start(&data)
+    })
+    .await
+    .unwrap();
+    let list: serde_json::Value = http
+        .get(format!("{base}/api/v1/workspaces/default/secrets"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list[0]["name"], "SURVIVES", "{list}");
+    let me = http
+        .get(format!("{base}/api/v1/me"))
+        .bearer_auth(&leaked)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        me.status(),
+        401,
+        "a revoked token must stay revoked after a crash"
+    );
+    let st = tokio::task::spawn_blocking(move || stop(child))
+        .await
+        .unwrap();
+    assert!(st.success());
+}

@@ -104,18 +104,29 @@ pub fn open(config: &ServerConfig) -> Result<Opened, StartError> {
     };
     std::fs::create_dir_all(dir).map_err(|e| data_err(e.to_string()))?;
     let store = Arc::new(SledStore::open(dir).map_err(|e| data_err(e.to_string()))?);
+    let db = store.db();
+    let accounts = Accounts::open(db)?;
     let keys = match std::env::var(MASTER_KEY_ENV) {
         Ok(v) => MasterKeys::from_env_value(&v)?,
-        Err(_) => MasterKeys::load_or_create(
-            &config
+        Err(_) => {
+            let path = config
                 .master_key
                 .clone()
-                .unwrap_or_else(|| dir.join("master.key")),
-        )?,
+                .unwrap_or_else(|| dir.join("master.key"));
+            // A new key is made only for a new data directory: for one that
+            // holds data, a missing key file is a mistake (a wrong path), and
+            // a fresh key would leave every secret undecryptable.
+            if !path.exists() && !accounts.is_empty() {
+                return Err(data_err(format!(
+                    "the master key file {} is missing, but this data directory already holds data encrypted under a master key; give the right --master-key, or restore the file",
+                    path.display()
+                )));
+            }
+            MasterKeys::load_or_create(&path)?
+        }
     };
-    let db = store.db();
     let state = Arc::new(AppState {
-        accounts: Accounts::open(db)?,
+        accounts,
         audit: AuditLog::open(db)?,
         vault: Vault::open(db, keys)?,
         library: library::Library::open(db).map_err(|e| data_err(e.to_string()))?,

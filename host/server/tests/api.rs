@@ -199,9 +199,14 @@ async fn failed_authentications_are_audited_and_rate_limited() {
         assert_eq!(st, StatusCode::UNAUTHORIZED);
     }
     assert!(limited, "failures were never rate-limited");
-    // Even a good token waits out the block from that address: the limit is per client.
+    // A good token from the same address still works (users behind one
+    // proxy share it); only guesses are refused.
     let (st, _) = s
         .call(Method::GET, "/api/v1/me", Some(&s.admin), None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = s
+        .call(Method::GET, "/api/v1/me", Some("alm_again"), None)
         .await;
     assert_eq!(st, StatusCode::TOO_MANY_REQUESTS);
 }
@@ -1178,5 +1183,85 @@ async fn invalid_playbooks_are_refused_with_line_and_column() {
         (st, error_code(&r)),
         (StatusCode::BAD_REQUEST, "bad_path"),
         "{r}"
+    );
+}
+
+#[tokio::test]
+async fn the_last_admin_stays_and_member_changes_show_only_this_workspace() {
+    let s = server().await;
+    let (st, r) = s
+        .call(
+            Method::DELETE,
+            "/api/v1/workspaces/default/members/admin",
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (st, error_code(&r)),
+        (StatusCode::CONFLICT, "conflict"),
+        "{r}"
+    );
+    let (st, r) = s
+        .call(
+            Method::PUT,
+            "/api/v1/workspaces/default/members/admin",
+            Some(&s.admin),
+            Some(json!({"role": "viewer"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("last admin"),
+        "{r}"
+    );
+    // Someone in two workspaces: an admin of one learns nothing of the other.
+    let _ = s.member("pat", "secret-ops", "viewer").await;
+    let (st, r) = s
+        .call(
+            Method::PUT,
+            "/api/v1/workspaces/default/members/pat",
+            Some(&s.admin),
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(
+        r,
+        json!({"user": "pat", "workspace": "default", "role": "admin"})
+    );
+    assert!(!r.to_string().contains("secret-ops"));
+    // With a second admin, the first may step down.
+    let (st, _) = s
+        .call(
+            Method::PUT,
+            "/api/v1/workspaces/default/members/admin",
+            Some(&s.admin),
+            Some(json!({"role": "editor"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+}
+
+#[test]
+fn a_missing_key_file_for_a_data_directory_with_data_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = allama_server::ServerConfig::new(dir.path());
+    {
+        let opened = allama_server::open(&config).unwrap();
+        opened.state.vault.set("default", "K", b"v").unwrap();
+    }
+    std::fs::remove_file(dir.path().join("master.key")).unwrap();
+    let e = allama_server::open(&config).err().expect("refused");
+    assert!(
+        e.to_string().contains("master key file") && e.to_string().contains("missing"),
+        "{e}"
+    );
+    assert!(
+        !dir.path().join("master.key").exists(),
+        "no new key was made"
     );
 }

@@ -173,6 +173,12 @@ impl SledStore {
         self.committer.sync()
     }
 
+    /// Marks the database as changed by a sibling store (the server's
+    /// trees), so the periodic sync covers it within [`PERIODIC_SYNC`].
+    pub fn mark_dirty(&self) {
+        self.committer.dirty();
+    }
+
     /// How many durable commits (flush + sync) have run.
     pub fn commits(&self) -> u64 {
         self.committer.count()

@@ -285,6 +285,7 @@ pub struct Rotated {
 pub struct Vault {
     tree: sled::Tree,
     keys: RwLock<MasterKeys>,
+    rotating: std::sync::Mutex<()>,
 }
 
 fn storage_key(ws: &str, name: &str) -> Vec<u8> {
@@ -300,6 +301,7 @@ impl Vault {
         Ok(Self {
             tree: db.open_tree("secrets")?,
             keys: RwLock::new(keys),
+            rotating: std::sync::Mutex::new(()),
         })
     }
 
@@ -365,8 +367,13 @@ impl Vault {
             });
         }
         let k = storage_key(workspace, name);
-        let sealed = self.seal(&self.read_keys(), &k, value)?;
+        // The read lock is held across encrypt and insert: a rotation's final
+        // scan (under the write lock) then sees every value written under a
+        // key it might retire.
+        let keys = self.read_keys();
+        let sealed = self.seal(&keys, &k, value)?;
         self.tree.insert(k, sealed)?;
+        drop(keys);
         Ok(())
     }
 
@@ -412,9 +419,12 @@ impl Vault {
 
     /// Re-encrypts every secret under a new master key, while reads and
     /// writes go on. Needs a key file (a key from the environment cannot be
-    /// rotated in place).
-    pub fn rotate(&self) -> Result<Rotated, SecretError> {
-        // One rotation at a time; readers keep the read lock only briefly.
+    /// rotated in place). `sync` makes the database durable (the server
+    /// passes the store's flush-and-fdatasync): the re-encrypted values are
+    /// durable before the old key leaves the key file.
+    pub fn rotate(&self, sync: &dyn Fn() -> Result<(), String>) -> Result<Rotated, SecretError> {
+        // One rotation at a time, start to end.
+        let _one = self.rotating.lock().unwrap_or_else(|e| e.into_inner());
         let (path, kid) = {
             let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
             let Some(path) = keys.path.clone() else {
@@ -464,17 +474,17 @@ impl Vault {
                 }
             }
         }
-        self.tree.flush()?;
-        // Keep only keys some ciphertext still names (none but the new one,
-        // unless a value was written with an old key during the loop).
-        let mut used = std::collections::BTreeSet::from([kid.clone()]);
+        // The final scan runs under the write lock, so no `set` is between
+        // encrypting and inserting; the current key is always kept.
+        let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        let mut used = std::collections::BTreeSet::from([kid.clone(), keys.set.current.clone()]);
         for item in self.tree.iter() {
             let (_, v) = item?;
             if let Ok(s) = serde_json::from_slice::<Sealed>(&v) {
                 used.insert(s.kid);
             }
         }
-        let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        sync().map_err(|e| SecretError::Store(format!("syncing the re-encrypted secrets: {e}")))?;
         let mut next = keys.set.clone();
         let retired: Vec<String> = next
             .keys
@@ -718,7 +728,7 @@ mod tests {
                 }
             })
         };
-        let r = v.rotate().unwrap();
+        let r = v.rotate(&|| Ok(())).unwrap();
         writer.join().unwrap();
         stop.store(true, Ordering::Relaxed);
         assert!(reader.join().unwrap() > 0);
@@ -734,7 +744,35 @@ mod tests {
         let v2 = Vault {
             tree: db2,
             keys: RwLock::new(keys),
+            rotating: std::sync::Mutex::new(()),
         };
         assert_eq!(v2.reveal("soc", "S7").unwrap().unwrap(), b"value-7");
+        // Two rotations from two threads: each ends with a usable current key.
+        let v2 = Arc::new(v2);
+        let a = std::thread::spawn({
+            let v = v2.clone();
+            move || v.rotate(&|| Ok(())).unwrap()
+        });
+        let b = v2.rotate(&|| Ok(())).unwrap();
+        let a = a.join().unwrap();
+        assert_ne!(a.kid, b.kid);
+        let keys = MasterKeys::load_or_create(&d.path().join("master.key")).unwrap();
+        assert!(keys.ids().contains(&keys.current().to_string()));
+        v2.set("soc", "AFTER", b"x").unwrap();
+        assert_eq!(v2.reveal("soc", "AFTER").unwrap().unwrap(), b"x");
+        assert_eq!(v2.reveal("soc", "S9").unwrap().unwrap(), b"value-9");
+        // A failed sync keeps the old key in the file.
+        let before = MasterKeys::load_or_create(&d.path().join("master.key"))
+            .unwrap()
+            .ids();
+        assert!(v2.rotate(&|| Err("disk gone".into())).is_err());
+        let after = MasterKeys::load_or_create(&d.path().join("master.key"))
+            .unwrap()
+            .ids();
+        assert!(
+            before.iter().all(|k| after.contains(k)),
+            "{before:?} {after:?}"
+        );
+        assert_eq!(v2.reveal("soc", "S9").unwrap().unwrap(), b"value-9");
     }
 }

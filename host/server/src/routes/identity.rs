@@ -66,6 +66,7 @@ pub async fn create_workspace(
     };
     state.audit(SYSTEM_CHAIN, entry.clone());
     state.audit(&ws.name, entry);
+    state.commit().await?;
     Ok((StatusCode::CREATED, Json(ws)))
 }
 
@@ -140,9 +141,13 @@ pub async fn create_user(
         detail: serde_json::json!({ "roles": req.roles, "system_admin": req.system_admin }),
     };
     state.audit(SYSTEM_CHAIN, entry.clone());
-    for ws in req.roles.keys() {
-        state.audit(ws, entry.clone());
+    for (ws, role) in &req.roles {
+        // Each workspace's chain learns only its own role.
+        let mut e = entry.clone();
+        e.detail = serde_json::json!({ "role": role });
+        state.audit(ws, e);
     }
+    state.commit().await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -154,30 +159,67 @@ pub struct Membership {
     pub role: Role,
 }
 
+/// A member's role in one workspace (and nothing of their other workspaces).
+#[derive(Serialize, ToSchema)]
+pub struct Member {
+    /// The user.
+    pub user: String,
+    /// The workspace.
+    pub workspace: String,
+    /// Their role in it.
+    pub role: Role,
+}
+
 /// Gives a user a role in the workspace (workspace admins).
 #[utoipa::path(put, path = "/api/v1/workspaces/{workspace}/members/{user}", tag = "identity",
     request_body = Membership,
     params(("workspace" = String, Path), ("user" = String, Path)),
-    responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Member), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn set_member(
     State(state): State<Shared>,
     caller: Caller,
     PathParams((workspace, user)): PathParams<(String, String)>,
     Body(req): Body<Membership>,
-) -> Result<Json<User>, ApiError> {
+) -> Result<Json<Member>, ApiError> {
     caller.require(&workspace, Permission::Administer)?;
-    let u = state.accounts.set_role(&user, &workspace, Some(req.role))?;
+    if req.role != Role::Admin {
+        keep_an_admin(&state, &workspace, &user)?;
+    }
+    state.accounts.set_role(&user, &workspace, Some(req.role))?;
     state.audit(
         &workspace,
         AuditEntry {
             actor: caller.actor(),
             action: "member.set".into(),
-            target: user,
+            target: user.clone(),
             denied: false,
             detail: serde_json::json!({ "role": req.role }),
         },
     );
-    Ok(Json(u))
+    state.commit().await?;
+    Ok(Json(Member {
+        user,
+        workspace,
+        role: req.role,
+    }))
+}
+
+/// Refuses to take the admin role from the workspace's last admin: nobody
+/// could then manage its secrets, members or audit log.
+fn keep_an_admin(state: &Shared, workspace: &str, user: &str) -> Result<(), ApiError> {
+    let admins: Vec<String> = state
+        .accounts
+        .users()?
+        .into_iter()
+        .filter(|u| u.roles.get(workspace) == Some(&Role::Admin))
+        .map(|u| u.name)
+        .collect();
+    if admins.len() == 1 && admins[0] == user {
+        return Err(ApiError::conflict(format!(
+            "`{user}` is the last admin of `{workspace}`; make someone else admin first"
+        )));
+    }
+    Ok(())
 }
 
 /// Removes a user from the workspace (workspace admins).
@@ -190,6 +232,7 @@ pub async fn remove_member(
     PathParams((workspace, user)): PathParams<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(&workspace, Permission::Administer)?;
+    keep_an_admin(&state, &workspace, &user)?;
     state.accounts.set_role(&user, &workspace, None)?;
     state.audit(
         &workspace,
@@ -201,6 +244,7 @@ pub async fn remove_member(
             detail: serde_json::Value::Null,
         },
     );
+    state.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -265,6 +309,7 @@ pub async fn issue_token(
             detail: serde_json::json!({ "user": user, "label": info.label, "expires_at": expires_at }),
         },
     );
+    state.commit().await?;
     Ok((StatusCode::CREATED, Json(IssuedToken { token, info })))
 }
 
@@ -310,5 +355,6 @@ pub async fn revoke_token(
             detail: serde_json::json!({ "user": t.user }),
         },
     );
+    state.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

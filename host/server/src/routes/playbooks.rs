@@ -165,6 +165,7 @@ pub async fn create(
             detail: serde_json::json!({ "version": record.versions.len(), "digest": record.current().map(|v| &v.digest) }),
         },
     );
+    state.commit().await?;
     Ok((status, Json(record)))
 }
 
@@ -304,6 +305,7 @@ pub async fn set_enabled(
             detail: serde_json::Value::Null,
         },
     );
+    state.commit().await?;
     Ok(Json(r))
 }
 
@@ -344,11 +346,21 @@ pub async fn diff(
             .source(state.store.as_ref(), b)
             .map_err(ApiError::internal)?,
     );
-    let text = similar::TextDiff::from_lines(&sa, &sb)
-        .unified_diff()
-        .context_radius(3)
-        .header(&format!("{id} v{from}"), &format!("{id} v{to}"))
-        .to_string();
+    // Off the async workers, and with a deadline: two large, wholly
+    // different versions must not pin a core (past it the diff is coarser,
+    // still correct).
+    let (ha, hb) = (format!("{id} v{from}"), format!("{id} v{to}"));
+    let text = tokio::task::spawn_blocking(move || {
+        similar::TextDiff::configure()
+            .deadline(std::time::Instant::now() + std::time::Duration::from_millis(500))
+            .diff_lines(&sa, &sb)
+            .unified_diff()
+            .context_radius(3)
+            .header(&ha, &hb)
+            .to_string()
+    })
+    .await
+    .map_err(ApiError::internal)?;
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

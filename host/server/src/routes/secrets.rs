@@ -63,6 +63,7 @@ pub async fn set(
             detail: serde_json::Value::Null,
         },
     );
+    state.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -112,6 +113,7 @@ pub async fn delete(
             detail: serde_json::Value::Null,
         },
     );
+    state.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -136,13 +138,16 @@ pub async fn rotate_key(
 ) -> Result<Json<RotationReport>, ApiError> {
     caller.require_system_admin()?;
     let st = state.clone();
-    let rotated = tokio::task::spawn_blocking(move || st.vault.rotate())
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| match e {
-            allama_store::secrets::SecretError::KeyFile { .. } => ApiError::conflict(e.to_string()),
-            other => ApiError::from(other),
-        })?;
+    let rotated = tokio::task::spawn_blocking(move || {
+        st.vault
+            .rotate(&|| st.store.sync_now().map_err(|e| e.to_string()))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| match e {
+        allama_store::secrets::SecretError::KeyFile { .. } => ApiError::conflict(e.to_string()),
+        other => ApiError::from(other),
+    })?;
     state.audit(
         crate::app::SYSTEM_CHAIN,
         AuditEntry {
@@ -153,6 +158,7 @@ pub async fn rotate_key(
             detail: serde_json::json!({ "reencrypted": rotated.reencrypted, "retired": rotated.retired }),
         },
     );
+    state.commit().await?;
     Ok(Json(RotationReport {
         kid: rotated.kid,
         reencrypted: rotated.reencrypted,
