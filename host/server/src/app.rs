@@ -150,6 +150,8 @@ pub struct Caller {
     pub user: User,
     /// The token's public id.
     pub token_id: String,
+    /// When the token in use expires, if it does.
+    pub token_expires_at: Option<u64>,
 }
 
 impl Caller {
@@ -234,6 +236,7 @@ impl FromRequestParts<Shared> for Caller {
                     return Ok(Caller {
                         user,
                         token_id: info.id,
+                        token_expires_at: info.expires_at,
                     });
                 }
                 Err(r) => r.as_str().to_string(),

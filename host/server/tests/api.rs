@@ -1265,3 +1265,64 @@ fn a_missing_key_file_for_a_data_directory_with_data_is_refused() {
         "no new key was made"
     );
 }
+
+#[tokio::test]
+async fn a_token_cannot_outlive_the_token_that_issued_it() {
+    let s = server().await;
+    let (_, short) = s
+        .call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(&s.admin),
+            Some(json!({"label": "one day", "expires_in_days": 1})),
+        )
+        .await;
+    let short_token = short["token"].as_str().unwrap().to_string();
+    let cap = short["info"]["expires_at"].as_u64().unwrap();
+    for body in [
+        json!({"label": "forever"}),
+        json!({"label": "a year", "expires_in_days": 365}),
+    ] {
+        let (st, child) = s
+            .call(
+                Method::POST,
+                "/api/v1/tokens",
+                Some(&short_token),
+                Some(body),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{child}");
+        assert_eq!(child["info"]["expires_at"].as_u64(), Some(cap), "{child}");
+    }
+    // Shorter than the cap is kept as asked.
+    let (_, shorter) = s
+        .call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(&s.admin),
+            Some(json!({"label": "2d", "expires_in_days": 2})),
+        )
+        .await;
+    let (_, child) = s
+        .call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(shorter["token"].as_str().unwrap()),
+            Some(json!({"label": "1d", "expires_in_days": 1})),
+        )
+        .await;
+    assert!(
+        child["info"]["expires_at"].as_u64().unwrap()
+            < shorter["info"]["expires_at"].as_u64().unwrap()
+    );
+    // The admin's own first token never expires, so its children may not either.
+    let (_, free) = s
+        .call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(&s.admin),
+            Some(json!({"label": "free"})),
+        )
+        .await;
+    assert!(free["info"]["expires_at"].is_null(), "{free}");
+}

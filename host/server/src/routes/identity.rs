@@ -254,7 +254,8 @@ pub async fn remove_member(
 pub struct NewToken {
     /// What it is for.
     pub label: String,
-    /// Days until it expires (1 to 3650); never, if absent.
+    /// Days until it expires (1 to 3650); never, if absent. Never later than
+    /// the token that issues it.
     #[serde(default)]
     pub expires_in_days: Option<u32>,
     /// Another user to issue it for (system administrators only).
@@ -297,6 +298,13 @@ pub async fn issue_token(
                 ApiError::invalid("expires_in_days must be 1 to 3650").at("expires_in_days")
             );
         }
+    };
+    // A token cannot outlive the one that made it: a short-lived token
+    // must not be a way to a permanent one.
+    let expires_at = match (expires_at, caller.token_expires_at) {
+        (_, None) => expires_at,
+        (None, Some(cap)) => Some(cap),
+        (Some(t), Some(cap)) => Some(t.min(cap)),
     };
     let (token, info) = state.accounts.issue_token(&user, &req.label, expires_at)?;
     state.audit(
