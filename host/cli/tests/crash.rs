@@ -240,6 +240,16 @@ async fn kill_9_at_random_points_loses_nothing_and_repeats_nothing() {
             {
                 quarantined.insert(id.to_string());
             }
+            // Killed between its index entry and its first event: its start
+            // was never acknowledged and nothing of it ran.
+            Some("failed")
+                if r["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("never started")) =>
+            {
+                // No history to show: nothing of it ran.
+                continue;
+            }
             _ => panic!("run {id} did not finish well: {r}"),
         }
         let mut c = allama();

@@ -1187,6 +1187,23 @@ impl Driver {
                 &id,
             ) {
                 Ok((run, _)) => run,
+                Err(crate::history::RebuildError::NotFound(_)) => {
+                    // Its index entry reached the disk but its `started`
+                    // did not: the start was never acknowledged (that waits
+                    // for the commit) and nothing ran. Left "running", it
+                    // would wait to be resumed for ever.
+                    if let Ok(Some(s)) = self.store.summary(&id) {
+                        let _ = self.store.put_summary(&RunSummary {
+                            status: "failed".into(),
+                            finished_at: Some(now),
+                            error: Some(
+                                "the run never started: the process stopped before its start was written".into(),
+                            ),
+                            ..s
+                        });
+                    }
+                    continue;
+                }
                 Err(e) => {
                     tracing::error!(run = id, error = %e, "cannot resume this run; it stays paused");
                     continue;

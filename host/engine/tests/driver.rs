@@ -898,3 +898,28 @@ async fn cancelling_a_stored_run_never_dispatches_its_interrupted_attempt_again(
         .expect("read");
     assert!(again.is_empty());
 }
+
+#[tokio::test]
+async fn a_run_whose_start_never_reached_the_history_is_ended_not_left_running() {
+    let p = plan(LINEAR);
+    let store: Arc<MemoryStore> = Arc::new(MemoryStore::new());
+    // The index entry survived the crash; the `started` event did not.
+    store
+        .put_summary(&allama_engine::RunSummary {
+            id: "r-half".into(),
+            playbook: "linear".into(),
+            status: "running".into(),
+            started_at: 1,
+            finished_at: None,
+            error: None,
+            parent: None,
+        })
+        .unwrap();
+    let echo = Arc::new(Echo::default());
+    let _e = engine(store.clone(), echo.clone(), &[&p]).await;
+    let s = store.summary("r-half").unwrap().unwrap();
+    assert_eq!(s.status, "failed");
+    assert!(s.error.unwrap().contains("never started"));
+    assert!(store.active().unwrap().is_empty());
+    assert!(echo.calls_for("a").is_empty());
+}
