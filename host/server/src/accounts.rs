@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 
+pub(crate) use allama_engine::driver::now_ms;
 use allama_store::names::{NameError, check_workspace};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -210,13 +211,6 @@ pub fn check_user_name(name: &str) -> Result<(), AccountError> {
 
 fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
-}
-
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(v: &[u8]) -> Result<T, AccountError> {

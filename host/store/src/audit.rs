@@ -27,6 +27,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use allama_engine::driver::now_ms;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -161,13 +162,6 @@ fn link(prev: &[u8; 32], json: &[u8]) -> [u8; 32] {
     h.update(prev);
     h.update(json);
     h.finalize().into()
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl AuditLog {
