@@ -384,9 +384,13 @@ impl Vault {
         check_workspace(workspace)?;
         check_secret(name)?;
         let k = storage_key(workspace, name);
+        // The keys are locked before the value is read: a rotation retires a
+        // key only under the write lock, so the value read here cannot lose
+        // its key between the read and the decryption.
+        let keys = self.read_keys();
         match self.tree.get(&k)? {
             None => Ok(None),
-            Some(v) => self.open_sealed(&self.read_keys(), &k, name, &v).map(Some),
+            Some(v) => self.open_sealed(&keys, &k, name, &v).map(Some),
         }
     }
 
