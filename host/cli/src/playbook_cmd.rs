@@ -361,7 +361,7 @@ impl LiveView {
                 r.users.join(", "),
                 clip(&r.message)
             ),
-            Update::RunFinished { .. } => {}
+            Update::RunStarted { .. } | Update::RunFinished { .. } => {}
         }
     }
 }

@@ -83,6 +83,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         .build()?;
     rt.block_on(async move {
         let opened = allama_server::open(&config)
+            .await
             .with_context(|| format!("starting on {}", config.data_dir.display()))?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -112,7 +113,8 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             }
             None => allama_server::serve(listener, opened.state.clone(), shutdown).await?,
         }
-        opened.store.sync_now().context("the final sync")?;
+        eprintln!("stopping: runs in flight are kept and resume at the next start");
+        opened.close().await?;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)

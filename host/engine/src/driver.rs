@@ -121,6 +121,13 @@ impl Default for EngineConfig {
 /// updates are not an error: the history is the record.
 #[derive(Clone, Debug)]
 pub enum Update {
+    /// A run (or child run) started; its start is durable.
+    RunStarted {
+        /// The run.
+        run: String,
+        /// Its playbook's id.
+        playbook: String,
+    },
     /// An attempt started.
     TaskStarted {
         /// The run.
@@ -590,11 +597,17 @@ impl Driver {
                 }
                 match self.append(&id, event) {
                     Ok(()) => {
-                        if let Some(reply) = reply {
-                            let id2 = id.clone();
-                            self.after_commit
-                                .push(Box::new(move || drop(reply.send(Ok(id2)))));
-                        }
+                        let updates = self.updates.clone();
+                        let (id2, playbook) = (id.clone(), summary.playbook.clone());
+                        self.after_commit.push(Box::new(move || {
+                            let _ = updates.send(Update::RunStarted {
+                                run: id2.clone(),
+                                playbook,
+                            });
+                            if let Some(reply) = reply {
+                                let _ = reply.send(Ok(id2));
+                            }
+                        }));
                     }
                     Err(e) => {
                         // Never started: its index entry must not say

@@ -124,6 +124,9 @@ pub struct Package {
     pub(crate) kv: Arc<Kv>,
     pub(crate) log: Arc<Log>,
     pub(crate) rt: Arc<Inner>,
+    /// Where this binding's audit records go, when not the runtime's sink
+    /// (a server sends each workspace's to its own chain).
+    pub(crate) audit: Option<Arc<dyn AuditSink>>,
 }
 
 impl Package {
@@ -134,6 +137,13 @@ impl Package {
     /// The limits steps run under.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+    /// Sends this binding's audit records to `sink` instead of the
+    /// runtime's: the same component bound for two tenants keeps their
+    /// records apart.
+    pub fn with_audit(mut self, sink: Arc<dyn AuditSink>) -> Self {
+        self.audit = Some(sink);
+        self
     }
 }
 
@@ -331,6 +341,7 @@ impl Runtime {
             kv: Arc::new(kv),
             log: Arc::new(Log),
             rt: self.inner.clone(),
+            audit: None,
         })
     }
 

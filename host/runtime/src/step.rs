@@ -222,7 +222,10 @@ impl Package {
             step_id: ctx.step_id.clone(),
         };
         let env = StepEnv {
-            audit: Arc::new(StepAudit::new(self.rt.audit.clone(), scope)),
+            audit: Arc::new(StepAudit::new(
+                self.audit.clone().unwrap_or_else(|| self.rt.audit.clone()),
+                scope,
+            )),
             deadline,
             log: Arc::new(StepLog::new(limits.log_bytes)),
             tape: StepTape::new(tape, &ctx.step_id, &self.secrets),

@@ -256,6 +256,17 @@ impl Accounts {
         self.workspaces.get(name)?.map(|v| decode(&v)).transpose()
     }
 
+    /// Every workspace, by name.
+    pub fn workspaces(&self) -> Result<Vec<Workspace>, AccountError> {
+        self.workspaces
+            .iter()
+            .map(|r| {
+                let (_, v) = r?;
+                decode(&v)
+            })
+            .collect()
+    }
+
     /// Whether any user exists (a fresh server has none).
     pub fn is_empty(&self) -> bool {
         self.users.is_empty()

@@ -27,11 +27,17 @@ pub struct AppState {
     /// Users, tokens, workspaces.
     pub accounts: Accounts,
     /// The audit chains.
-    pub audit: AuditLog,
+    pub audit: Arc<AuditLog>,
     /// Encrypted secrets.
-    pub vault: Vault,
+    pub vault: Arc<Vault>,
     /// Playbooks and their versions.
-    pub library: crate::library::Library,
+    pub library: Arc<crate::library::Library>,
+    /// Installed packages and their grants.
+    pub shelf: Arc<crate::packages::Shelf>,
+    /// The engine and each workspace's packages.
+    pub runner: Arc<crate::runner::Runner>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// The run store (histories, blobs: playbook sources live there).
     pub store: std::sync::Arc<allama_store::SledStore>,
     /// Failed authentications by client address.

@@ -18,11 +18,15 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod library;
+pub mod metrics;
+pub mod packages;
 pub mod routes;
+pub mod runner;
 pub mod tls;
 pub mod webhooks;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -43,6 +47,15 @@ pub struct ServerConfig {
     pub master_key: Option<PathBuf>,
     /// Failed authentications allowed per client address per minute.
     pub auth_failures_per_minute: u32,
+    /// Which package signatures to trust (default: unsigned packages are
+    /// accepted, signatures present must be valid).
+    pub trust: allama_package::TrustPolicy,
+    /// Host names pinned to addresses for outbound HTTP, like `/etc/hosts`.
+    pub pinned_hosts: HashMap<String, Vec<SocketAddr>>,
+    /// Extra certificate authorities (PEM) for outbound HTTPS.
+    pub extra_root_certs: Vec<String>,
+    /// Most steps running at once.
+    pub max_concurrent_steps: u32,
 }
 
 impl ServerConfig {
@@ -52,6 +65,10 @@ impl ServerConfig {
             data_dir: data_dir.into(),
             master_key: None,
             auth_failures_per_minute: 10,
+            trust: allama_package::TrustPolicy::permissive(),
+            pinned_hosts: HashMap::new(),
+            extra_root_certs: Vec::new(),
+            max_concurrent_steps: 1000,
         }
     }
 }
@@ -76,6 +93,9 @@ pub enum StartError {
     /// The audit log.
     #[error(transparent)]
     Audit(#[from] allama_store::audit::AuditError),
+    /// The engine or the runtime.
+    #[error(transparent)]
+    Runner(#[from] runner::RunnerError),
 }
 
 /// An opened server: its state, and on a first start the admin token.
@@ -88,6 +108,18 @@ pub struct Opened {
     pub first_admin_token: Option<String>,
 }
 
+impl Opened {
+    /// Stops the engine once what it accepted is durable, then syncs the
+    /// store: what a graceful stop does after the last request.
+    pub async fn close(self) -> Result<(), StartError> {
+        self.state.runner.shutdown().await;
+        self.store.sync_now().map_err(|e| StartError::DataDir {
+            dir: self.store.dir().to_path_buf(),
+            message: format!("the final sync: {e}"),
+        })
+    }
+}
+
 /// The user and workspace a fresh data directory starts with.
 pub const FIRST_ADMIN: &str = "admin";
 /// The workspace a fresh data directory starts with.
@@ -96,7 +128,7 @@ pub const FIRST_WORKSPACE: &str = "default";
 /// Opens (or on first start, creates) the data directory: store, master
 /// key, accounts. A fresh directory gets workspace `default` and user
 /// `admin` (system administrator, admin of `default`) with a token.
-pub fn open(config: &ServerConfig) -> Result<Opened, StartError> {
+pub async fn open(config: &ServerConfig) -> Result<Opened, StartError> {
     let dir = &config.data_dir;
     let data_err = |m: String| StartError::DataDir {
         dir: dir.clone(),
@@ -125,11 +157,40 @@ pub fn open(config: &ServerConfig) -> Result<Opened, StartError> {
             MasterKeys::load_or_create(&path)?
         }
     };
+    let library = Arc::new(library::Library::open(db).map_err(|e| data_err(e.to_string()))?);
+    let shelf = Arc::new(packages::Shelf::open(db).map_err(|e| data_err(e.to_string()))?);
+    let audit = Arc::new(AuditLog::open(db)?);
+    let vault = Arc::new(Vault::open(db, keys)?);
+    let metrics = Arc::new(metrics::Metrics::new());
+    let workspaces: Vec<String> = accounts.workspaces()?.into_iter().map(|w| w.name).collect();
+    let runner = runner::Runner::start(
+        runner::RunnerParts {
+            store: store.clone(),
+            library: library.clone(),
+            shelf: shelf.clone(),
+            vault: vault.clone(),
+            audit: audit.clone(),
+            metrics: metrics.clone(),
+            trust: config.trust.clone(),
+            runtime: allama_runtime::RuntimeConfig {
+                max_concurrent_steps: config.max_concurrent_steps,
+                cache_dir: Some(dir.join("cache")),
+                pinned_hosts: config.pinned_hosts.clone(),
+                extra_root_certs: config.extra_root_certs.clone(),
+                ..allama_runtime::RuntimeConfig::default()
+            },
+        },
+        &workspaces,
+    )
+    .await?;
     let state = Arc::new(AppState {
         accounts,
-        audit: AuditLog::open(db)?,
-        vault: Vault::open(db, keys)?,
-        library: library::Library::open(db).map_err(|e| data_err(e.to_string()))?,
+        audit,
+        vault,
+        library,
+        shelf,
+        runner,
+        metrics,
         store: store.clone(),
         failures: FailureLimiter::new(config.auth_failures_per_minute),
     });

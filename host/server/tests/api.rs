@@ -26,6 +26,7 @@ impl Drop for Server {
 async fn server() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let opened = allama_server::open(&allama_server::ServerConfig::new(dir.path().join("data")))
+        .await
         .expect("opens");
     let admin = opened
         .first_admin_token
@@ -214,7 +215,9 @@ async fn failed_authentications_are_audited_and_rate_limited() {
 #[tokio::test]
 async fn failed_authentications_land_in_the_system_chain() {
     let dir = tempfile::tempdir().unwrap();
-    let opened = allama_server::open(&allama_server::ServerConfig::new(dir.path())).unwrap();
+    let opened = allama_server::open(&allama_server::ServerConfig::new(dir.path()))
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let state = opened.state.clone();
@@ -1246,16 +1249,17 @@ async fn the_last_admin_stays_and_member_changes_show_only_this_workspace() {
     assert_eq!(st, StatusCode::OK);
 }
 
-#[test]
-fn a_missing_key_file_for_a_data_directory_with_data_is_refused() {
+#[tokio::test]
+async fn a_missing_key_file_for_a_data_directory_with_data_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let config = allama_server::ServerConfig::new(dir.path());
     {
-        let opened = allama_server::open(&config).unwrap();
+        let opened = allama_server::open(&config).await.unwrap();
         opened.state.vault.set("default", "K", b"v").unwrap();
+        opened.close().await.unwrap();
     }
     std::fs::remove_file(dir.path().join("master.key")).unwrap();
-    let e = allama_server::open(&config).err().expect("refused");
+    let e = allama_server::open(&config).await.err().expect("refused");
     assert!(
         e.to_string().contains("master key file") && e.to_string().contains("missing"),
         "{e}"

@@ -25,8 +25,9 @@ async fn start() -> Tls {
     std::fs::write(&cert_path, cert.pem()).unwrap();
     std::fs::write(&key_path, key.serialize_pem()).unwrap();
     let config = allama_server::tls::server_config(&cert_path, &key_path).expect("a TLS config");
-    let opened =
-        allama_server::open(&allama_server::ServerConfig::new(dir.path().join("data"))).unwrap();
+    let opened = allama_server::open(&allama_server::ServerConfig::new(dir.path().join("data")))
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(allama_server::serve_tls(

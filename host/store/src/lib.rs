@@ -22,6 +22,7 @@
 //! | `history` | run id, `0x00`, seq (u64 big-endian) | one event (JSON, see `allama_engine::codec`) |
 //! | `runs` | run id | [`RunSummary`] (JSON) |
 //! | `active` | run id | empty: the run has not finished |
+//! | `runs_by_scope` | scope, `0x00`, run id | empty: the runs of one scope (the part of the playbook id before its first `/`: a server's workspace), newest last |
 //!
 //! Blobs (payloads over the codec's threshold, playbook sources) are files,
 //! `<dir>/payloads/<sha256 hex>`, not sled values: sled 0.34 writes values
@@ -43,8 +44,9 @@ use std::time::Duration;
 use allama_engine::store::{CommitFuture, RunStore, RunSummary, StoreError};
 use tokio::sync::oneshot;
 
-/// The layout version written by this code.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The layout version written by this code. Version 2 added
+/// `runs_by_scope`; [`SledStore::open`] migrates a version-1 store.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Appends not followed by a commit are synced at least this often.
 pub const PERIODIC_SYNC: Duration = Duration::from_millis(20);
@@ -55,6 +57,7 @@ pub struct SledStore {
     history: sled::Tree,
     runs: sled::Tree,
     active: sled::Tree,
+    by_scope: sled::Tree,
     payloads: PathBuf,
     committer: Arc<Committer>,
     commit_thread: Option<std::thread::JoinHandle<()>>,
@@ -70,6 +73,17 @@ pub enum OpenError {
         /// The data directory.
         dir: PathBuf,
         /// sled's message.
+        message: String,
+    },
+    /// Migrating an older layout failed; the store is unchanged where it
+    /// matters (the version stays, so the next start tries again).
+    #[error("migrating the store at {dir} from schema version {from}: {message}")]
+    Migration {
+        /// The data directory.
+        dir: PathBuf,
+        /// The version found.
+        from: u32,
+        /// What failed.
         message: String,
     },
     /// The store was written by a newer Allama.
@@ -120,24 +134,37 @@ impl SledStore {
             .open()
             .map_err(sled_err)?;
         let meta = db.open_tree("meta").map_err(sled_err)?;
-        match meta.get("schema_version").map_err(sled_err)? {
-            Some(v) => {
-                let found = v
-                    .as_ref()
-                    .try_into()
-                    .map(u32::from_be_bytes)
-                    .unwrap_or(u32::MAX);
-                if found > SCHEMA_VERSION {
-                    return Err(OpenError::TooNew {
-                        dir: dir.to_path_buf(),
-                        found,
-                    });
-                }
-            }
-            None => {
-                meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())
-                    .map_err(sled_err)?;
-            }
+        let runs = db.open_tree("runs").map_err(sled_err)?;
+        let by_scope = db.open_tree("runs_by_scope").map_err(sled_err)?;
+        let found = match meta.get("schema_version").map_err(sled_err)? {
+            Some(v) => v
+                .as_ref()
+                .try_into()
+                .map(u32::from_be_bytes)
+                .unwrap_or(u32::MAX),
+            // A new store: nothing to migrate.
+            None if runs.is_empty() => SCHEMA_VERSION,
+            None => 1,
+        };
+        if found > SCHEMA_VERSION {
+            return Err(OpenError::TooNew {
+                dir: dir.to_path_buf(),
+                found,
+            });
+        }
+        if found < 2 {
+            migrate_1_to_2(&runs, &by_scope).map_err(|message| OpenError::Migration {
+                dir: dir.to_path_buf(),
+                from: found,
+                message,
+            })?;
+        }
+        if found != SCHEMA_VERSION || meta.get("schema_version").map_err(sled_err)?.is_none() {
+            // The migrated data first, then the version that says it is there.
+            db.flush().map_err(sled_err)?;
+            meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())
+                .map_err(sled_err)?;
+            db.flush().map_err(sled_err)?;
         }
         let file = File::open(dir.join("db")).map_err(|e| OpenError::Sled {
             dir: dir.to_path_buf(),
@@ -146,8 +173,9 @@ impl SledStore {
         let (committer, commit_thread) = Committer::start(db.clone(), file);
         Ok(Self {
             history: db.open_tree("history").map_err(sled_err)?,
-            runs: db.open_tree("runs").map_err(sled_err)?,
+            runs,
             active: db.open_tree("active").map_err(sled_err)?,
+            by_scope,
             payloads: {
                 let p = dir.join("payloads");
                 std::fs::create_dir_all(&p).map_err(|e| OpenError::Sled {
@@ -187,6 +215,88 @@ impl SledStore {
     /// The sled database, for sibling stores (the server's trees).
     pub fn db(&self) -> &sled::Db {
         &self.db
+    }
+}
+
+/// The scope of a playbook id: the part before its first `/` (a server's
+/// workspace), or empty.
+pub fn scope_of(playbook: &str) -> &str {
+    playbook.split_once('/').map_or("", |(scope, _)| scope)
+}
+
+fn scope_key(scope: &str, run: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(scope.len() + 1 + run.len());
+    k.extend_from_slice(scope.as_bytes());
+    k.push(0);
+    k.extend_from_slice(run.as_bytes());
+    k
+}
+
+/// Version 1 had no `runs_by_scope`: index every run. Idempotent, so an
+/// interrupted migration is simply run again.
+fn migrate_1_to_2(runs: &sled::Tree, by_scope: &sled::Tree) -> Result<(), String> {
+    for item in runs.iter() {
+        let (k, v) = item.map_err(|e| e.to_string())?;
+        let run = String::from_utf8_lossy(&k);
+        let summary: RunSummary =
+            serde_json::from_slice(&v).map_err(|e| format!("run index entry {run}: {e}"))?;
+        by_scope
+            .insert(scope_key(scope_of(&summary.playbook), &run), &[])
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Which runs [`SledStore::runs_in`] returns.
+#[derive(Clone, Debug, Default)]
+pub struct RunFilter {
+    /// Only runs older than this run id (the cursor of the previous page).
+    pub before: Option<String>,
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only this playbook (its full id).
+    pub playbook: Option<String>,
+    /// Only top-level runs (no child runs).
+    pub top_level: bool,
+}
+
+impl SledStore {
+    /// The runs of one scope, newest first, filtered, at most `limit`; and
+    /// whether more remain (the last one's id is the next page's cursor).
+    pub fn runs_in(
+        &self,
+        scope: &str,
+        filter: &RunFilter,
+        limit: usize,
+    ) -> Result<(Vec<RunSummary>, bool), StoreError> {
+        let start = scope_key(scope, "");
+        let end = match &filter.before {
+            Some(b) => scope_key(scope, b),
+            None => {
+                let mut e = scope.as_bytes().to_vec();
+                e.push(1);
+                e
+            }
+        };
+        let mut out = Vec::new();
+        for item in self.by_scope.range(start.clone()..end).rev() {
+            let (k, _) = item.map_err(io)?;
+            let run = String::from_utf8_lossy(&k[start.len()..]).into_owned();
+            let Some(s) = self.summary(&run)? else {
+                continue;
+            };
+            if filter.status.as_ref().is_some_and(|st| &s.status != st)
+                || filter.playbook.as_ref().is_some_and(|p| &s.playbook != p)
+                || (filter.top_level && s.parent.is_some())
+            {
+                continue;
+            }
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            out.push(s);
+        }
+        Ok((out, false))
     }
 }
 
@@ -245,6 +355,9 @@ impl RunStore for SledStore {
     fn put_summary(&self, summary: &RunSummary) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(summary).map_err(io)?;
         self.runs.insert(summary.id.as_bytes(), bytes).map_err(io)?;
+        self.by_scope
+            .insert(scope_key(scope_of(&summary.playbook), &summary.id), &[])
+            .map_err(io)?;
         if summary.status == "running" {
             self.active.insert(summary.id.as_bytes(), &[]).map_err(io)?;
         } else {

@@ -163,3 +163,111 @@ fn corrupt_index_entries_are_typed_errors() {
     assert!(err.to_string().contains("rbad"), "{err}");
     assert!(s.summaries(10).is_err());
 }
+
+/// A store as schema version 1 left it (written with sled directly, as the
+/// version-1 code did: `runs`, `active`, `history`, no `runs_by_scope`)
+/// opens migrated: every run is listed under its scope, newest first.
+#[test]
+fn a_version_1_store_is_migrated() {
+    use allama_store::RunFilter;
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let db = sled::open(dir.path()).expect("sled");
+        db.open_tree("meta")
+            .unwrap()
+            .insert("schema_version", &1u32.to_be_bytes())
+            .unwrap();
+        let runs = db.open_tree("runs").unwrap();
+        for (id, pb, status) in [
+            ("r001", "soc/triage", "succeeded"),
+            ("r002", "soc/triage", "running"),
+            ("r003", "ir/contain", "failed"),
+            ("r004", "local", "succeeded"),
+            ("r005", "soc/enrich", "succeeded"),
+        ] {
+            let mut s = summary(id, status, 1);
+            s.playbook = pb.into();
+            runs.insert(id, serde_json::to_vec(&s).unwrap()).unwrap();
+        }
+        db.open_tree("active").unwrap().insert("r002", &[]).unwrap();
+        db.flush().unwrap();
+    }
+    let s = SledStore::open(dir.path()).expect("migrates");
+    let ids = |scope: &str, f: &RunFilter, n: usize| {
+        let (runs, more) = s.runs_in(scope, f, n).unwrap();
+        (runs.into_iter().map(|r| r.id).collect::<Vec<_>>(), more)
+    };
+    let all = RunFilter::default();
+    assert_eq!(
+        ids("soc", &all, 10),
+        (vec!["r005".into(), "r002".into(), "r001".into()], false)
+    );
+    assert_eq!(ids("ir", &all, 10).0, ["r003"]);
+    assert_eq!(ids("", &all, 10).0, ["r004"]);
+    // Pages: the last id is the cursor.
+    assert_eq!(
+        ids("soc", &all, 2),
+        (vec!["r005".into(), "r002".into()], true)
+    );
+    let next = RunFilter {
+        before: Some("r002".into()),
+        ..RunFilter::default()
+    };
+    assert_eq!(ids("soc", &next, 2), (vec!["r001".into()], false));
+    let running = RunFilter {
+        status: Some("running".into()),
+        ..RunFilter::default()
+    };
+    assert_eq!(ids("soc", &running, 10).0, ["r002"]);
+    assert_eq!(s.active().unwrap(), ["r002"]);
+    let version = s
+        .db()
+        .open_tree("meta")
+        .unwrap()
+        .get("schema_version")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        version.as_ref(),
+        &allama_store::SCHEMA_VERSION.to_be_bytes()
+    );
+    // New runs join the index as they are written.
+    let mut r = summary("r006", "running", 2);
+    r.playbook = "soc/triage".into();
+    s.put_summary(&r).unwrap();
+    assert_eq!(ids("soc", &all, 1).0, ["r006"]);
+    drop(s);
+    // Reopening a migrated store changes nothing.
+    let s = SledStore::open(dir.path()).expect("reopens");
+    assert_eq!(s.runs_in("soc", &all, 10).unwrap().0.len(), 4);
+}
+
+/// A damaged run index entry stops the migration with the run named, and
+/// the store keeps saying version 1 so the next start tries again.
+#[test]
+fn a_failed_migration_names_the_entry_and_can_be_retried() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let db = sled::open(dir.path()).expect("sled");
+        db.open_tree("meta")
+            .unwrap()
+            .insert("schema_version", &1u32.to_be_bytes())
+            .unwrap();
+        db.open_tree("runs")
+            .unwrap()
+            .insert("rbad", &b"{oops"[..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let e = SledStore::open(dir.path()).err().expect("refused");
+    assert!(matches!(e, OpenError::Migration { from: 1, .. }), "{e}");
+    assert!(e.to_string().contains("rbad"), "{e}");
+    let db = sled::open(dir.path()).expect("sled");
+    let v = db
+        .open_tree("meta")
+        .unwrap()
+        .get("schema_version")
+        .unwrap()
+        .unwrap();
+    assert_eq!(v.as_ref(), &1u32.to_be_bytes());
+}

@@ -220,6 +220,9 @@ pub enum Action {
 pub struct Invocation {
     /// The run.
     pub run: String,
+    /// The id of the playbook the run runs (a server's executor finds the
+    /// workspace, and so the packages and grants, from it).
+    pub playbook: String,
     /// The step's id.
     pub step: String,
     /// The `for_each` item, if any.

@@ -297,6 +297,7 @@ impl Run {
         };
         Ok(Invocation {
             run: self.id.clone(),
+            playbook: self.plan.id().to_string(),
             step: step.id.clone(),
             item,
             attempt: 0,

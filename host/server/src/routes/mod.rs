@@ -3,7 +3,9 @@
 
 pub mod audit;
 pub mod identity;
+pub mod packages;
 pub mod playbooks;
+pub mod runs;
 pub mod secrets;
 
 use axum::extract::DefaultBodyLimit;
@@ -13,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::Shared;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 
 /// Largest request body (a playbook with its documentation fits many times).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -26,6 +28,8 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
     tags(
         (name = "identity", description = "Workspaces, users, roles, tokens"),
         (name = "playbooks", description = "Playbooks and their versions"),
+        (name = "packages", description = "Action packages and their grants"),
+        (name = "runs", description = "Runs, their timelines, approvals"),
         (name = "secrets", description = "Encrypted secrets; values are never returned"),
         (name = "audit", description = "The tamper-evident audit chain"),
         (name = "health", description = "Liveness"),
@@ -58,6 +62,23 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// Prometheus metrics: runs, steps, durations, capability uses and denials,
+/// queue depth, webhooks (any valid token).
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, content_type = "text/plain", body = String), (status = 401, body = ErrorBody)))]
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<Shared>,
+    _caller: crate::app::Caller,
+) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}
+
 /// The router with every route, and the OpenAPI document describing it.
 pub fn router(state: Shared) -> axum::Router {
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -83,6 +104,21 @@ pub fn router(state: Shared) -> axum::Router {
         .routes(routes!(audit::query))
         .routes(routes!(audit::verify))
         .routes(routes!(audit::export))
+        .routes(routes!(packages::show, packages::remove))
+        .routes(routes!(packages::grant, packages::revoke))
+        .routes(routes!(runs::start, runs::list))
+        .routes(routes!(runs::show))
+        .routes(routes!(runs::cancel))
+        .routes(routes!(runs::approve))
+        .routes(routes!(runs::reject))
+        .routes(routes!(runs::inbox))
+        .routes(routes!(metrics))
+        .merge(
+            // Package files are far larger than any JSON body.
+            OpenApiRouter::new()
+                .routes(routes!(packages::upload, packages::list))
+                .layer(DefaultBodyLimit::max(packages::MAX_PACKAGE_BYTES)),
+        )
         .split_for_parts();
     let doc = api.to_pretty_json().unwrap_or_default();
     router
