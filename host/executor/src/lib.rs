@@ -188,7 +188,10 @@ impl Executor for RuntimeExecutor {
                 return Outcome {
                     result: Err(Failure::infrastructure(
                         "not_loaded",
-                        format!("step `{}`: package {} is not loaded", inv.step, r.package),
+                        format!(
+                            "step `{}`: package {} is installed but may not run: it is not granted (an editor grants it), or its grant could not be applied (the server log says why)",
+                            inv.step, r.package
+                        ),
                     )),
                     duration: started.elapsed(),
                 };

@@ -2,146 +2,15 @@
 //! secrets, the audit chain, and hostile input on every route.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
-struct Server {
-    base: String,
-    admin: String,
-    http: Client,
-    _dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
-}
-
-async fn server() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let opened = allama_server::open(&allama_server::ServerConfig::new(dir.path().join("data")))
-        .await
-        .expect("opens");
-    let admin = opened
-        .first_admin_token
-        .clone()
-        .expect("a fresh server has an admin token");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let state = opened.state.clone();
-    tokio::spawn(async move {
-        allama_server::serve(listener, state, async move {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    Server {
-        base: format!("http://{addr}"),
-        admin,
-        http: Client::new(),
-        _dir: dir,
-        stop: Some(tx),
-    }
-}
-
-impl Server {
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut r = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(t) = token {
-            r = r.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let resp = r.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn raw(
-        &self,
-        method: Method,
-        path: &str,
-        token: &str,
-        ct: &str,
-        body: Vec<u8>,
-    ) -> (StatusCode, Value) {
-        let resp = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .header("content-type", ct)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    /// A user with `role` in `ws` (created if needed), and a token for them.
-    async fn member(&self, name: &str, ws: &str, role: &str) -> String {
-        let (s, _) = self
-            .call(
-                Method::POST,
-                "/api/v1/workspaces",
-                Some(&self.admin),
-                Some(json!({"name": ws})),
-            )
-            .await;
-        assert!(s == StatusCode::CREATED || s == StatusCode::CONFLICT, "{s}");
-        let (s, body) = self
-            .call(
-                Method::POST,
-                "/api/v1/users",
-                Some(&self.admin),
-                Some(json!({"name": name, "roles": {ws: role}})),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{body}");
-        let (s, body) = self
-            .call(
-                Method::POST,
-                "/api/v1/tokens",
-                Some(&self.admin),
-                Some(json!({"label": "test", "user": name})),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{body}");
-        body["token"].as_str().unwrap().to_string()
-    }
-}
+mod common;
+use common::{error_code, server};
 
 const PLAYBOOK_V1: &str = "id: enrich\nname: Enrich\nsteps:\n  - id: ok\n    approval:\n      approvers: { roles: [responder] }\n      message: Go?\n";
 const PLAYBOOK_V2: &str = "id: enrich\nname: Enrich an alert\nsteps:\n  - id: ok\n    approval:\n      approvers: { roles: [responder] }\n      message: Really go?\n";
-
-fn error_code(v: &Value) -> &str {
-    v["error"]["code"]
-        .as_str()
-        .unwrap_or_else(|| panic!("not an error body: {v}"))
-}
 
 #[tokio::test]
 async fn a_fresh_server_has_an_admin_and_answers_health_without_a_token() {
@@ -926,7 +795,7 @@ async fn the_master_key_rotates_while_the_server_runs() {
     assert_eq!(r["reencrypted"], 20);
     assert_eq!(r["retired"], json!(["k1"]));
     let key_file: Value = serde_json::from_str(
-        &std::fs::read_to_string(s._dir.path().join("data/master.key")).unwrap(),
+        &std::fs::read_to_string(s.dir.path().join("data/master.key")).unwrap(),
     )
     .unwrap();
     assert_eq!(key_file["current"], "k2");

@@ -333,17 +333,35 @@ pub struct RunDetail {
     pub events: Vec<Value>,
 }
 
+/// How to show a run.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ShowParams {
+    /// If the run is running, wait up to this many milliseconds (at most
+    /// 30 000) for it to finish first: a long poll.
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
+}
+
 /// A run: its steps, outputs, approvals waiting and timeline.
 #[utoipa::path(get, path = "/api/v1/workspaces/{workspace}/runs/{run}", tag = "runs",
-    params(("workspace" = String, Path), ("run" = String, Path)),
+    params(("workspace" = String, Path), ("run" = String, Path), ShowParams),
     responses((status = 200, body = RunDetail), (status = 404, body = ErrorBody)))]
 pub async fn show(
     State(state): State<Shared>,
     caller: Caller,
     PathParams((workspace, run)): PathParams<(String, String)>,
+    QueryParams(q): QueryParams<ShowParams>,
 ) -> Result<Json<RunDetail>, ApiError> {
     caller.require(&workspace, Permission::Read)?;
-    let summary = run_of(&state, &workspace, &run)?;
+    let mut summary = run_of(&state, &workspace, &run)?;
+    if summary.status == "running"
+        && let Some(ms) = q.wait_ms
+    {
+        let wait = Duration::from_millis(ms).min(MAX_WAIT);
+        let _ = tokio::time::timeout(wait, state.runner.engine.wait(&run)).await;
+        summary = run_of(&state, &workspace, &run)?;
+    }
     let (store, plans, id) = (state.store.clone(), state.runner.plans.clone(), run.clone());
     let (machine, events) = tokio::task::spawn_blocking(move || {
         allama_engine::history::rebuild(store.as_ref(), plans.as_ref(), &id)
