@@ -38,6 +38,10 @@ pub struct AppState {
     pub runner: Arc<crate::runner::Runner>,
     /// Counters for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Webhook delivery ids seen.
+    pub deliveries: Arc<crate::triggers::deliveries::Deliveries>,
+    /// Schedules' last occurrences.
+    pub scheduler: crate::triggers::schedules::Scheduler,
     /// The run store (histories, blobs: playbook sources live there).
     pub store: std::sync::Arc<allama_store::SledStore>,
     /// Failed authentications by client address.
@@ -84,7 +88,7 @@ impl FailureLimiter {
     }
 
     /// How long `ip` must wait, if it failed too often.
-    fn blocked(&self, ip: IpAddr) -> Option<Duration> {
+    pub(crate) fn blocked(&self, ip: IpAddr) -> Option<Duration> {
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let (since, n) = seen.get(&ip)?;
         let window = Duration::from_secs(60);
@@ -92,7 +96,7 @@ impl FailureLimiter {
         (*n >= self.per_minute && age < window).then(|| window - age)
     }
 
-    fn failed(&self, ip: IpAddr) {
+    pub(crate) fn failed(&self, ip: IpAddr) {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         // Bounded: an attacker with many addresses cannot grow this for ever.
         if seen.len() >= 100_000 {
@@ -217,15 +221,32 @@ pub fn clip(s: &str) -> String {
     }
 }
 
+/// The client's address as the failure limit counts it (IPv6 by /64).
+fn client_ip(parts: &Parts) -> IpAddr {
+    parts
+        .extensions
+        .get::<ConnectInfo<ClientAddr>>()
+        .map(|c| limit_key(c.0.0.ip()))
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+/// The client's address, for routes that authenticate by other means
+/// than a token (webhooks).
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(client_ip(parts)))
+    }
+}
+
 impl FromRequestParts<Shared> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, ApiError> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<ClientAddr>>()
-            .map(|c| limit_key(c.0.0.ip()))
-            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let ip = client_ip(parts);
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)

@@ -23,6 +23,7 @@ pub mod packages;
 pub mod routes;
 pub mod runner;
 pub mod tls;
+pub mod triggers;
 pub mod webhooks;
 
 use std::collections::{BTreeMap, HashMap};
@@ -56,6 +57,12 @@ pub struct ServerConfig {
     pub extra_root_certs: Vec<String>,
     /// Most steps running at once.
     pub max_concurrent_steps: u32,
+    /// How long webhook delivery ids are remembered (a delivery sent again
+    /// within it starts no second run). Default 24 hours.
+    pub webhook_id_retention_ms: u64,
+    /// Whether schedules start runs (on by default; tests drive the
+    /// scheduler by hand).
+    pub run_scheduler: bool,
 }
 
 impl ServerConfig {
@@ -69,6 +76,8 @@ impl ServerConfig {
             pinned_hosts: HashMap::new(),
             extra_root_certs: Vec::new(),
             max_concurrent_steps: 1000,
+            webhook_id_retention_ms: 24 * 3600 * 1000,
+            run_scheduler: true,
         }
     }
 }
@@ -191,9 +200,17 @@ pub async fn open(config: &ServerConfig) -> Result<Opened, StartError> {
         shelf,
         runner,
         metrics,
+        deliveries: Arc::new(
+            triggers::deliveries::Deliveries::open(db, config.webhook_id_retention_ms)
+                .map_err(|e| data_err(e.to_string()))?,
+        ),
+        scheduler: triggers::schedules::Scheduler::open(db).map_err(|e| data_err(e.to_string()))?,
         store: store.clone(),
         failures: FailureLimiter::new(config.auth_failures_per_minute),
     });
+    if config.run_scheduler {
+        triggers::schedules::spawn(&state);
+    }
     let mut first_admin_token = None;
     if state.accounts.is_empty() {
         state.accounts.create_workspace(FIRST_WORKSPACE, "system")?;

@@ -2,6 +2,7 @@
 //! `/api/openapi.json`, generated from the handlers' annotations.
 
 pub mod audit;
+pub mod hooks;
 pub mod identity;
 pub mod packages;
 pub mod playbooks;
@@ -30,6 +31,7 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
         (name = "playbooks", description = "Playbooks and their versions"),
         (name = "packages", description = "Action packages and their grants"),
         (name = "runs", description = "Runs, their timelines, approvals"),
+        (name = "triggers", description = "Webhooks and schedules"),
         (name = "secrets", description = "Encrypted secrets; values are never returned"),
         (name = "audit", description = "The tamper-evident audit chain"),
         (name = "health", description = "Liveness"),
@@ -79,6 +81,25 @@ async fn metrics(
     )
 }
 
+/// The workspace's schedules: each enabled or disabled playbook's
+/// `schedule` triggers, with their next and last occurrences.
+#[utoipa::path(get, path = "/api/v1/workspaces/{workspace}/schedules", tag = "triggers",
+    params(("workspace" = String, Path)),
+    responses((status = 200, body = Vec<crate::triggers::schedules::ScheduleInfo>), (status = 404, body = ErrorBody)))]
+async fn schedules(
+    axum::extract::State(state): axum::extract::State<Shared>,
+    caller: crate::app::Caller,
+    crate::app::PathParams(workspace): crate::app::PathParams<String>,
+) -> Result<axum::Json<Vec<crate::triggers::schedules::ScheduleInfo>>, ApiError> {
+    caller.require(&workspace, crate::accounts::Permission::Read)?;
+    let now = allama_engine::driver::now_ms();
+    state
+        .scheduler
+        .list(&state, &workspace, now)
+        .map(axum::Json)
+        .map_err(ApiError::internal)
+}
+
 /// The router with every route, and the OpenAPI document describing it.
 pub fn router(state: Shared) -> axum::Router {
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -113,11 +134,17 @@ pub fn router(state: Shared) -> axum::Router {
         .routes(routes!(runs::reject))
         .routes(routes!(runs::inbox))
         .routes(routes!(metrics))
+        .routes(routes!(schedules))
         .merge(
             // Package files are far larger than any JSON body.
             OpenApiRouter::new()
                 .routes(routes!(packages::upload, packages::list))
                 .layer(DefaultBodyLimit::max(packages::MAX_PACKAGE_BYTES)),
+        )
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(hooks::deliver))
+                .layer(DefaultBodyLimit::max(hooks::MAX_HOOK_BYTES)),
         )
         .split_for_parts();
     let doc = api.to_pretty_json().unwrap_or_default();

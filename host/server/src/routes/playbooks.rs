@@ -62,12 +62,27 @@ pub struct Validation {
     pub problems: Vec<Problem>,
 }
 
-fn parse(src: &Source) -> Result<allama_playbook::Playbook, Vec<Problem>> {
+/// Parses and validates a source against what the workspace has: its
+/// packages' actions, its playbooks (for `playbook:` steps), and this
+/// server's time zones (for schedules).
+fn check(
+    state: &Shared,
+    ws: &str,
+    src: &Source,
+) -> Result<allama_playbook::Playbook, Vec<Problem>> {
     let file = match src.format {
         Format::Yaml => "playbook.yaml",
         Format::Json => "playbook.json",
     };
-    allama_playbook::parse(&src.source, file).map_err(|d| {
+    let catalog = state.runner.catalog(ws).map_err(|e| {
+        vec![Problem {
+            line: 1,
+            column: 1,
+            path: String::new(),
+            message: format!("the workspace's catalog could not be read: {e}"),
+        }]
+    })?;
+    let pb = allama_playbook::validate(&src.source, file, &catalog).map_err(|d| {
         d.0.into_iter()
             .map(|d| Problem {
                 line: d.line,
@@ -75,8 +90,36 @@ fn parse(src: &Source) -> Result<allama_playbook::Playbook, Vec<Problem>> {
                 path: d.path,
                 message: d.message,
             })
-            .collect()
-    })
+            .collect::<Vec<_>>()
+    })?;
+    let problems: Vec<Problem> = crate::triggers::schedules::schedules_of(&pb)
+        .into_iter()
+        .filter_map(|(i, s)| s.err().map(|e| (i, e)))
+        .map(|(i, e)| {
+            // The parser keeps no position for a trigger: point at the
+            // first line holding the value at fault.
+            let needle = match &e {
+                crate::triggers::schedules::ScheduleError::Cron { cron, .. } => cron.clone(),
+                crate::triggers::schedules::ScheduleError::TimeZone(tz) => tz.clone(),
+            };
+            let line = src
+                .source
+                .lines()
+                .position(|l| l.contains(&needle))
+                .map_or(1, |n| n as u32 + 1);
+            Problem {
+                line,
+                column: 1,
+                path: format!("triggers[{i}].schedule"),
+                message: e.to_string(),
+            }
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(pb)
+    } else {
+        Err(problems)
+    }
 }
 
 fn invalid(problems: &[Problem]) -> ApiError {
@@ -103,17 +146,19 @@ fn invalid(problems: &[Problem]) -> ApiError {
     e
 }
 
-/// Checks a playbook without storing it (syntax, shape, expressions, the step graph).
+/// Checks a playbook without storing it: syntax, shape, expressions, the step
+/// graph, the `uses` of the workspace's packages, child playbooks, schedules.
 #[utoipa::path(post, path = "/api/v1/workspaces/{workspace}/playbooks/validate", tag = "playbooks",
     request_body = Source, params(("workspace" = String, Path)),
     responses((status = 200, body = Validation), (status = 404, body = ErrorBody)))]
 pub async fn validate(
+    State(state): State<Shared>,
     caller: Caller,
     PathParams(workspace): PathParams<String>,
     Body(src): Body<Source>,
 ) -> Result<Json<Validation>, ApiError> {
     caller.require(&workspace, Permission::Read)?;
-    Ok(Json(match parse(&src) {
+    Ok(Json(match check(&state, &workspace, &src) {
         Ok(pb) => Validation {
             ok: true,
             id: Some(pb.id),
@@ -139,7 +184,7 @@ pub async fn create(
     Body(src): Body<Source>,
 ) -> Result<(StatusCode, Json<PlaybookRecord>), ApiError> {
     caller.require(&workspace, Permission::Edit)?;
-    let pb = parse(&src).map_err(|p| invalid(&p))?;
+    let pb = check(&state, &workspace, &src).map_err(|p| invalid(&p))?;
     let stored = state
         .library
         .store(

@@ -92,7 +92,7 @@ fn input_error(e: InputError) -> ApiError {
     ApiError::invalid(e.to_string()).at(field)
 }
 
-fn engine_error(e: EngineError) -> ApiError {
+pub(crate) fn engine_error(e: EngineError) -> ApiError {
     match e {
         EngineError::Inputs(e) => input_error(e),
         EngineError::Decision(d) => {

@@ -209,6 +209,34 @@ impl Server {
         assert!(st.is_success(), "{st} {body}");
     }
 
+    /// Sets a workspace secret.
+    pub async fn secret(&self, ws: &str, name: &str, value: &str) {
+        let (st, body) = self
+            .call(
+                Method::PUT,
+                &format!("/api/v1/workspaces/{ws}/secrets/{name}"),
+                Some(&self.admin),
+                Some(json!({ "value": value })),
+            )
+            .await;
+        assert_eq!(st, StatusCode::NO_CONTENT, "{body}");
+    }
+
+    /// Installs and grants a package file.
+    pub async fn install(&self, ws: &str, bytes: Vec<u8>) {
+        let (st, body) = self
+            .raw(
+                Method::POST,
+                &format!("/api/v1/workspaces/{ws}/packages?grant=true"),
+                &self.admin,
+                "application/octet-stream",
+                bytes,
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{body}");
+        assert_eq!(body["granted"], true, "{body}");
+    }
+
     /// Starts a run and waits up to 20 s for it to finish.
     pub async fn run(&self, ws: &str, token: &str, playbook: &str, inputs: Value) -> Value {
         let (st, body) = self
