@@ -48,9 +48,35 @@ fn main() {
             .join(format!("allama_action_{a}.wasm"));
         assert!(wasm.exists(), "{} was not built", wasm.display());
         let dir = root.join("actions").join(a).canonicalize().unwrap();
+        // The manifest and its schemas, embedded: a binary can build the
+        // package without the source tree.
+        let mut files = vec![dir.join("allama.toml")];
+        let schemas = dir.join("schemas");
+        if let Ok(entries) = std::fs::read_dir(&schemas) {
+            let mut found: Vec<PathBuf> =
+                entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            found.sort();
+            files.extend(found);
+        }
+        println!("cargo:rerun-if-changed={}", schemas.display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            dir.join("allama.toml").display()
+        );
+        let embedded: String = files
+            .iter()
+            .map(|f| {
+                let rel = f.strip_prefix(&dir).unwrap().display().to_string();
+                format!(
+                    "({rel:?}, include_bytes!({:?}) as &[u8]), ",
+                    f.display().to_string()
+                )
+            })
+            .collect();
         src.push_str(&format!(
-            "    FirstParty {{ name: {a:?}, dir: {:?}, wasm: {:?} }},\n",
+            "    FirstParty {{ name: {a:?}, dir: {:?}, wasm: {:?}, files: &[{embedded}], component: include_bytes!({:?}) }},\n",
             dir.display().to_string(),
+            wasm.display().to_string(),
             wasm.display().to_string()
         ));
     }

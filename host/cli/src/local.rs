@@ -188,7 +188,9 @@ impl Env {
 }
 
 /// Parses `--pin NAME=IP:PORT` values.
-fn parse_pins(pins: &[String]) -> anyhow::Result<HashMap<String, Vec<std::net::SocketAddr>>> {
+pub(crate) fn parse_pins(
+    pins: &[String],
+) -> anyhow::Result<HashMap<String, Vec<std::net::SocketAddr>>> {
     let mut out: HashMap<String, Vec<std::net::SocketAddr>> = HashMap::new();
     for p in pins {
         let Some((name, addr)) = p.split_once('=') else {

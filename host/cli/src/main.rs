@@ -2,8 +2,10 @@
 
 mod action_run;
 mod admin_cmd;
+mod backup_cmd;
 mod bench;
 mod bench_engine;
+mod bench_server;
 mod local;
 mod package_cmd;
 mod playbook_cmd;
@@ -67,6 +69,11 @@ enum Command {
     },
     /// Serve the HTTP API on the data directory.
     Serve(serve_cmd::Args),
+    /// Write a consistent backup of a running server (or of a stopped
+    /// server's data directory) to one file.
+    Backup(backup_cmd::BackupArgs),
+    /// Restore a backup into a new data directory, and check its audit chains.
+    Restore(backup_cmd::RestoreArgs),
     /// Sizing benchmarks for operators.
     Bench {
         #[command(subcommand)]
@@ -88,6 +95,9 @@ enum BenchCommand {
     Runtime(bench::Args),
     /// Durable engine throughput and latency, and memory of paused runs.
     Engine(bench_engine::Args),
+    /// A whole server on loopback driven by signed webhooks: accepted/s,
+    /// runs/s, webhook-to-finished latency, memory.
+    Server(bench_server::Args),
 }
 
 fn main() -> ExitCode {
@@ -112,9 +122,14 @@ fn main() -> ExitCode {
         Command::Bench {
             command: BenchCommand::Engine(args),
         } => bench_engine::main(args),
+        Command::Bench {
+            command: BenchCommand::Server(args),
+        } => bench_server::main(args),
         Command::Playbook { command } => playbook_cmd::main(command),
         Command::Runs { command } => runs_cmd::main(command),
         Command::Serve(args) => serve_cmd::main(args),
+        Command::Backup(args) => backup_cmd::backup(args),
+        Command::Restore(args) => backup_cmd::restore(args),
         Command::Secrets { command } => admin_cmd::secrets(command),
         Command::Audit { command } => admin_cmd::audit(command),
         Command::Package { command } => package_cmd::package(command),

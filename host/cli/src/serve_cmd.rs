@@ -29,6 +29,11 @@ pub struct Args {
     /// The certificate's private key (PEM).
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+    /// On a fresh data directory, do not install the demo content (the
+    /// first-party packages, granted what they request, and the example
+    /// playbooks in workspace `default`).
+    #[arg(long)]
+    no_demo: bool,
     #[command(flatten)]
     env: Env,
 }
@@ -78,6 +83,14 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(n) = file.auth_failures_per_minute {
         config.auth_failures_per_minute = n;
     }
+    config.trust = crate::package_cmd::load_policy(args.env.trust.as_deref())?;
+    config.pinned_hosts = crate::local::parse_pins(&args.env.pins)?;
+    for f in &args.env.ca_certs {
+        config.extra_root_certs.push(
+            std::fs::read_to_string(f).with_context(|| format!("--ca-cert {}", f.display()))?,
+        );
+    }
+    let demo = !args.no_demo && file.demo.unwrap_or(true);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -90,6 +103,19 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("listening on {listen}"))?;
         let addr = listener.local_addr()?;
         let shutdown = stop_signal()?;
+        let demo_installed = if opened.first_admin_token.is_some() && demo {
+            Some(
+                allama_server::demo::install(
+                    &opened.state,
+                    allama_server::FIRST_WORKSPACE,
+                    demo_content()?,
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("installing the demo content: {e}"))?,
+            )
+        } else {
+            None
+        };
         if let Some(token) = &opened.first_admin_token {
             println!(
                 "First start: user `{}` (system administrator, admin of workspace `{}`).",
@@ -100,6 +126,14 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             println!();
             println!("  {token}");
             println!();
+        }
+        if let Some(d) = &demo_installed {
+            println!(
+                "Demo content in workspace `{}`: packages {} (granted what they request), playbooks {}.",
+                allama_server::FIRST_WORKSPACE,
+                d.packages.join(", "),
+                d.playbooks.join(", ")
+            );
         }
         println!("  data:     {}", config.data_dir.display());
         println!(
@@ -118,6 +152,43 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The first-party packages (and the http action re-packaged for the
+/// example firewall), and the example playbooks.
+fn demo_content() -> anyhow::Result<allama_server::demo::Demo> {
+    let mut packages = Vec::new();
+    for fp in allama_first_party::ALL {
+        packages.push(allama_first_party::unsigned(fp, None)?);
+    }
+    packages.push(allama_first_party::unsigned(
+        allama_first_party::get("http"),
+        Some(include_str!(
+            "../../../examples/packages/firewall/allama.toml"
+        )),
+    )?);
+    let playbooks = [
+        (
+            "ip-reputation.yaml",
+            include_str!("../../../examples/ip-reputation.yaml"),
+        ),
+        (
+            "indicators.yaml",
+            include_str!("../../../examples/indicators.yaml"),
+        ),
+        (
+            "block-ip.yaml",
+            include_str!("../../../examples/block-ip.yaml"),
+        ),
+        ("triage.yaml", include_str!("../../../examples/triage.yaml")),
+    ]
+    .into_iter()
+    .map(|(n, s)| (n.to_string(), s.to_string()))
+    .collect();
+    Ok(allama_server::demo::Demo {
+        packages,
+        playbooks,
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM. The handlers are installed when this is

@@ -12,7 +12,7 @@ use common::allama;
 /// Starts `allama serve` and reads its banner: the base URL and, on a first
 /// start, the token.
 fn start(data: &std::path::Path) -> (Child, String, Option<String>, Vec<String>) {
-    start_with(data, &[])
+    start_with(data, &["--no-demo".as_ref()])
 }
 
 fn start_with(
@@ -66,7 +66,7 @@ async fn serve_starts_fresh_prints_its_token_once_and_restarts_with_everything()
     let data = dir.path().join("data");
     let (child, base, token, banner) = tokio::task::spawn_blocking({
         let data = data.clone();
-        move || start(&data)
+        move || start_with(&data, &[])
     })
     .await
     .unwrap();
@@ -74,6 +74,57 @@ async fn serve_starts_fresh_prints_its_token_once_and_restarts_with_everything()
     let http = reqwest::Client::new();
     let health = http.get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
+    // A fresh start shows a working system: the first-party packages,
+    // granted, and the example playbooks, all valid against them.
+    assert!(
+        banner
+            .iter()
+            .any(|l| l.starts_with("Demo content in workspace `default`")),
+        "{banner:?}"
+    );
+    let get = |path: &'static str| {
+        let (http, base, token) = (http.clone(), base.clone(), token.clone());
+        async move {
+            let v: serde_json::Value = http
+                .get(format!("{base}/api/v1/workspaces/default/{path}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v
+        }
+    };
+    let packages = get("packages").await;
+    let names: Vec<&str> = packages
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["granted"] == true)
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "abuseipdb",
+            "firewall",
+            "http",
+            "jira",
+            "slack",
+            "virustotal"
+        ],
+        "{packages}"
+    );
+    let playbooks = get("playbooks").await;
+    let ids: Vec<&str> = playbooks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["block-ip", "indicators", "ip-reputation", "triage"]);
     let me: serde_json::Value = http
         .get(format!("{base}/api/v1/me"))
         .bearer_auth(&token)
@@ -191,7 +242,9 @@ async fn serve_starts_fresh_prints_its_token_once_and_restarts_with_everything()
         key.push(0);
         key.extend_from_slice(&1u64.to_be_bytes());
         let v = tree.get(&key).unwrap().expect("record 1 of default");
-        let edited = String::from_utf8_lossy(&v[32..]).replace("secret.set", "secret.get");
+        // Someone rewrites who did it.
+        let edited =
+            String::from_utf8_lossy(&v[32..]).replacen("\"actor\":\"", "\"actor\":\"mallory-", 1);
         let mut forged = v[..32].to_vec();
         forged.extend_from_slice(edited.as_bytes());
         tree.insert(&key, forged).unwrap();
@@ -235,6 +288,7 @@ async fn serve_speaks_tls_when_given_a_certificate() {
             start_with(
                 &data,
                 &[
+                    "--no-demo".as_ref(),
                     "--tls-cert".as_ref(),
                     c.as_os_str(),
                     "--tls-key".as_ref(),
@@ -314,7 +368,11 @@ fn a_bad_configuration_file_is_named_with_its_line() {
 fn the_configuration_file_sets_the_data_directory_and_address() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("allama.toml");
-    std::fs::write(&cfg, "listen = \"127.0.0.1:0\"\ndata_dir = \"from-file\"\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"from-file\"\ndemo = false\n",
+    )
+    .unwrap();
     let mut child = allama()
         .args(["serve", "--config"])
         .arg(&cfg)
@@ -338,6 +396,10 @@ fn the_configuration_file_sets_the_data_directory_and_address() {
         "{banner:?}"
     );
     assert!(banner.iter().any(|l| l.contains("from-file")), "{banner:?}");
+    assert!(
+        !banner.iter().any(|l| l.starts_with("Demo content")),
+        "`demo = false` was ignored: {banner:?}"
+    );
     assert!(stop(child).success());
 }
 
@@ -412,6 +474,148 @@ async fn what_the_server_acknowledged_survives_kill_9() {
         401,
         "a revoked token must stay revoked after a crash"
     );
+    let st = tokio::task::spawn_blocking(move || stop(child))
+        .await
+        .unwrap();
+    assert!(st.success());
+}
+
+/// The server is killed (-9) while runs are in flight and webhooks are
+/// being posted: every delivery that got a 202 has a run, and each of those
+/// runs completes after the restart. A delivery sent again is the same run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_webhook_that_got_a_202_completes_after_a_crash() {
+    use allama_test_peer::{Peer, Recorded, Reply, Router};
+    // The vendor is slow, so runs are in flight when the server dies.
+    let peer = Peer::start(Router::new().route("POST", "/effects", |_: &Recorded| {
+        Reply::json(200, serde_json::json!({ "ok": true })).delay(Duration::from_millis(200))
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let package = common::http_package(dir.path(), peer.addr().port()).join("effects.allama");
+    let data = dir.path().join("data");
+    let (mut child, base, token, _) = tokio::task::spawn_blocking({
+        let data = data.clone();
+        move || start(&data)
+    })
+    .await
+    .unwrap();
+    let token = token.unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let api = format!("{base}/api/v1/workspaces/default");
+    let r = http
+        .post(format!("{api}/packages?grant=true"))
+        .bearer_auth(&token)
+        .header("content-type", "application/octet-stream")
+        .body(std::fs::read(&package).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    const KEY: &str = "restart-test-webhook-key";
+    let r = http
+        .put(format!("{api}/secrets/WEBHOOK_HOOKED"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "value": KEY }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let source = format!(
+        "id: hooked\ntriggers:\n  - webhook: {{ signature: standard }}\nsteps:\n  - id: tell\n    uses: effects/request@1\n    with: {{ method: POST, url: \"{}\", json: {{ n: \"${{{{ trigger.n }}}}\" }}, idempotency_header: Idempotency-Key }}\n",
+        peer.url("/effects")
+    );
+    let r = http
+        .post(format!("{api}/playbooks"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "source": source }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+
+    let deliver = |http: reqwest::Client, base: String, n: usize| async move {
+        let body = format!("{{\"n\": {n}}}");
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let id = format!("delivery-{n}");
+        let sig = allama_server::webhooks::sign_standard(KEY.as_bytes(), &id, ts, body.as_bytes());
+        let resp = http
+            .post(format!("{base}/hooks/default/hooked"))
+            .header("content-type", "application/json")
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", sig)
+            .body(body)
+            .send()
+            .await
+            .ok()?;
+        let status = resp.status().as_u16();
+        let v: serde_json::Value = resp.json().await.ok()?;
+        Some((status, v))
+    };
+    // Eight senders post deliveries until the server dies under them.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, String)>();
+    let mut senders = Vec::new();
+    for s in 0..8 {
+        let (http, base, tx) = (http.clone(), base.clone(), tx.clone());
+        senders.push(tokio::spawn(async move {
+            for k in 0..1000 {
+                let n = s * 1000 + k;
+                match deliver(http.clone(), base.clone(), n).await {
+                    Some((202, v)) => {
+                        let _ = tx.send((n, v["run"].as_str().unwrap().to_string()));
+                    }
+                    Some((st, v)) => panic!("delivery {n}: {st} {v}"),
+                    None => return, // the server is gone
+                }
+            }
+        }));
+    }
+    drop(tx);
+    let mut accepted = Vec::new();
+    while accepted.len() < 40 {
+        accepted.push(rx.recv().await.expect("deliveries are accepted"));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for s in senders {
+        s.await.unwrap();
+    }
+    while let Some(a) = rx.recv().await {
+        accepted.push(a);
+    }
+    let (child, base, _, _) = tokio::task::spawn_blocking({
+        let data = data.clone();
+        move || start(&data)
+    })
+    .await
+    .unwrap();
+    for (n, run) in &accepted {
+        let d: serde_json::Value = http
+            .get(format!(
+                "{base}/api/v1/workspaces/default/runs/{run}?wait_ms=30000"
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(d["status"], "succeeded", "delivery {n}, run {run}: {d}");
+    }
+    // A sender retrying an accepted delivery gets the same run, not a new one.
+    let (n, run) = &accepted[0];
+    let (status, again) = deliver(http.clone(), base.clone(), *n).await.unwrap();
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["run"], run.as_str());
+    assert_eq!(again["duplicate"], true);
     let st = tokio::task::spawn_blocking(move || stop(child))
         .await
         .unwrap();

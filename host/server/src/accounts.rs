@@ -187,9 +187,9 @@ pub struct Workspace {
 
 /// Users, tokens and workspaces.
 pub struct Accounts {
-    users: sled::Tree,
-    tokens: sled::Tree,
-    workspaces: sled::Tree,
+    users: allama_store::gate::Tree,
+    tokens: allama_store::gate::Tree,
+    workspaces: allama_store::gate::Tree,
 }
 
 /// Checks a user name.
@@ -223,7 +223,7 @@ fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, AccountError> {
 
 impl Accounts {
     /// The accounts in `db`.
-    pub fn open(db: &sled::Db) -> Result<Self, AccountError> {
+    pub fn open(db: &allama_store::gate::Db) -> Result<Self, AccountError> {
         Ok(Self {
             users: db.open_tree("users")?,
             tokens: db.open_tree("tokens")?,
@@ -430,7 +430,7 @@ mod tests {
 
     fn accounts() -> (tempfile::TempDir, Accounts) {
         let d = tempfile::tempdir().unwrap();
-        let db = sled::open(d.path().join("db")).unwrap();
+        let db = allama_store::gate::Db::from(sled::open(d.path().join("db")).unwrap());
         (d, Accounts::open(&db).unwrap())
     }
 

@@ -32,6 +32,8 @@ pub struct FileConfig {
     pub tls_key: Option<PathBuf>,
     /// Failed authentications allowed per client address per minute (1–10000).
     pub auth_failures_per_minute: Option<u32>,
+    /// Whether a fresh data directory gets the demo content (default true).
+    pub demo: Option<bool>,
 }
 
 /// A configuration file that cannot be used, with the place at fault.

@@ -16,6 +16,7 @@
 pub mod accounts;
 pub mod app;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod library;
 pub mod metrics;

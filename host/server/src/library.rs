@@ -80,7 +80,7 @@ pub enum Stored {
 
 /// The playbooks of every workspace.
 pub struct Library {
-    tree: sled::Tree,
+    tree: allama_store::gate::Tree,
 }
 
 fn key(ws: &str, id: &str) -> Vec<u8> {
@@ -97,7 +97,7 @@ fn decode(v: &[u8]) -> Result<PlaybookRecord, LibraryError> {
 
 impl Library {
     /// The playbooks in `db`.
-    pub fn open(db: &sled::Db) -> Result<Self, LibraryError> {
+    pub fn open(db: &allama_store::gate::Db) -> Result<Self, LibraryError> {
         Ok(Self {
             tree: db.open_tree("playbooks")?,
         })

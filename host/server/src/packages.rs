@@ -83,7 +83,7 @@ impl From<allama_engine::StoreError> for ShelfError {
 
 /// The installed packages of every workspace.
 pub struct Shelf {
-    tree: sled::Tree,
+    tree: allama_store::gate::Tree,
 }
 
 fn key(ws: &str, name: &str) -> Vec<u8> {
@@ -108,7 +108,7 @@ pub struct Installed {
 
 impl Shelf {
     /// The shelf in `db`.
-    pub fn open(db: &sled::Db) -> Result<Self, ShelfError> {
+    pub fn open(db: &allama_store::gate::Db) -> Result<Self, ShelfError> {
         Ok(Self {
             tree: db.open_tree("packages")?,
         })

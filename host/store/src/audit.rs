@@ -135,7 +135,7 @@ pub const MAX_PAGE: usize = 1000;
 
 /// The audit chains, in the server's sled database.
 pub struct AuditLog {
-    tree: sled::Tree,
+    tree: crate::gate::Tree,
     /// Each workspace's head, once read: appends to one chain are serialised.
     heads: Mutex<HashMap<String, (u64, [u8; 32])>>,
 }
@@ -166,7 +166,7 @@ fn link(prev: &[u8; 32], json: &[u8]) -> [u8; 32] {
 
 impl AuditLog {
     /// The audit chains in `db` (tree `audit`).
-    pub fn open(db: &sled::Db) -> Result<Self, AuditError> {
+    pub fn open(db: &crate::gate::Db) -> Result<Self, AuditError> {
         Ok(Self {
             tree: db.open_tree("audit")?,
             heads: Mutex::new(HashMap::new()),
@@ -374,9 +374,9 @@ mod tests {
         }
     }
 
-    fn log() -> (tempfile::TempDir, sled::Db, AuditLog) {
+    fn log() -> (tempfile::TempDir, crate::gate::Db, AuditLog) {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path().join("db")).unwrap();
+        let db = crate::gate::Db::from(sled::open(dir.path().join("db")).unwrap());
         let log = AuditLog::open(&db).unwrap();
         (dir, db, log)
     }
@@ -506,12 +506,12 @@ mod tests {
     fn chains_survive_reopening_and_continue() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = sled::open(dir.path().join("db")).unwrap();
+            let db = crate::gate::Db::from(sled::open(dir.path().join("db")).unwrap());
             let log = AuditLog::open(&db).unwrap();
             fill(&log, "soc", 3);
             db.flush().unwrap();
         }
-        let db = sled::open(dir.path().join("db")).unwrap();
+        let db = crate::gate::Db::from(sled::open(dir.path().join("db")).unwrap());
         let log = AuditLog::open(&db).unwrap();
         assert_eq!(log.append("soc", &[entry("x", 4)]).unwrap(), 4);
         assert_eq!(log.verify("soc").unwrap().records, 4);

@@ -33,6 +33,8 @@
 //! | `meta` | `schema_version` | u32 big-endian |
 
 pub mod audit;
+pub mod backup;
+pub mod gate;
 pub mod names;
 pub mod secrets;
 
@@ -54,10 +56,13 @@ pub const PERIODIC_SYNC: Duration = Duration::from_millis(20);
 /// Run histories and the index in sled, blobs as synced files beside it.
 pub struct SledStore {
     db: sled::Db,
-    history: sled::Tree,
-    runs: sled::Tree,
-    active: sled::Tree,
-    by_scope: sled::Tree,
+    /// The same database behind the write gate, for every writer.
+    gated: gate::Db,
+    gate: Arc<gate::Gate>,
+    history: gate::Tree,
+    runs: gate::Tree,
+    active: gate::Tree,
+    by_scope: gate::Tree,
     payloads: PathBuf,
     committer: Arc<Committer>,
     commit_thread: Option<std::thread::JoinHandle<()>>,
@@ -171,11 +176,19 @@ impl SledStore {
             message: format!("opening db for sync: {e}"),
         })?;
         let (committer, commit_thread) = Committer::start(db.clone(), file);
+        let gate = Arc::new(gate::Gate::default());
+        let gated = gate::Db {
+            inner: db.clone(),
+            gate: gate.clone(),
+        };
+        drop((runs, by_scope));
         Ok(Self {
-            history: db.open_tree("history").map_err(sled_err)?,
-            runs,
-            active: db.open_tree("active").map_err(sled_err)?,
-            by_scope,
+            history: gated.open_tree("history").map_err(sled_err)?,
+            runs: gated.open_tree("runs").map_err(sled_err)?,
+            active: gated.open_tree("active").map_err(sled_err)?,
+            by_scope: gated.open_tree("runs_by_scope").map_err(sled_err)?,
+            gated,
+            gate,
             payloads: {
                 let p = dir.join("payloads");
                 std::fs::create_dir_all(&p).map_err(|e| OpenError::Sled {
@@ -212,9 +225,10 @@ impl SledStore {
         self.committer.count()
     }
 
-    /// The sled database, for sibling stores (the server's trees).
-    pub fn db(&self) -> &sled::Db {
-        &self.db
+    /// The database, for sibling stores (the server's trees): its trees
+    /// write through the gate a backup closes.
+    pub fn db(&self) -> &gate::Db {
+        &self.gated
     }
 }
 

@@ -284,7 +284,7 @@ pub struct Rotated {
 
 /// Encrypted secrets of every workspace.
 pub struct Vault {
-    tree: sled::Tree,
+    tree: crate::gate::Tree,
     keys: RwLock<MasterKeys>,
     rotating: std::sync::Mutex<()>,
 }
@@ -298,7 +298,7 @@ fn storage_key(ws: &str, name: &str) -> Vec<u8> {
 
 impl Vault {
     /// The secrets in `db` (tree `secrets`) under `keys`.
-    pub fn open(db: &sled::Db, keys: MasterKeys) -> Result<Self, SecretError> {
+    pub fn open(db: &crate::gate::Db, keys: MasterKeys) -> Result<Self, SecretError> {
         Ok(Self {
             tree: db.open_tree("secrets")?,
             keys: RwLock::new(keys),
@@ -514,8 +514,8 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    fn vault(dir: &Path) -> (sled::Db, Vault) {
-        let db = sled::open(dir.join("db")).unwrap();
+    fn vault(dir: &Path) -> (crate::gate::Db, Vault) {
+        let db = crate::gate::Db::from(sled::open(dir.join("db")).unwrap());
         let keys = MasterKeys::load_or_create(&dir.join("master.key")).unwrap();
         let v = Vault::open(&db, keys).unwrap();
         (db, v)
@@ -649,7 +649,7 @@ mod tests {
             v.set("soc", "A", b"alpha").unwrap();
         }
         std::fs::remove_file(d.path().join("master.key")).unwrap();
-        let db = sled::open(d.path().join("db")).unwrap();
+        let db = crate::gate::Db::from(sled::open(d.path().join("db")).unwrap());
         let other = MasterKeys::from_env_value(&format!("z9:{}", B64.encode([7u8; 32]))).unwrap();
         let v = Vault::open(&db, other).unwrap();
         match v.reveal("soc", "A") {

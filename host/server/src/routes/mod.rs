@@ -2,6 +2,7 @@
 //! `/api/openapi.json`, generated from the handlers' annotations.
 
 pub mod audit;
+pub mod backup;
 pub mod hooks;
 pub mod identity;
 pub mod packages;
@@ -65,20 +66,23 @@ async fn healthz() -> &'static str {
 }
 
 /// Prometheus metrics: runs, steps, durations, capability uses and denials,
-/// queue depth, webhooks (any valid token).
+/// queue depth, webhooks (system administrators: the counts cover every
+/// workspace).
 #[utoipa::path(get, path = "/metrics", tag = "health",
-    responses((status = 200, content_type = "text/plain", body = String), (status = 401, body = ErrorBody)))]
+    responses((status = 200, content_type = "text/plain", body = String),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn metrics(
     axum::extract::State(state): axum::extract::State<Shared>,
-    _caller: crate::app::Caller,
-) -> impl IntoResponse {
-    (
+    caller: crate::app::Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_system_admin()?;
+    Ok((
         [(
             axum::http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         state.metrics.render(),
-    )
+    ))
 }
 
 /// The workspace's schedules: each enabled or disabled playbook's
@@ -134,6 +138,7 @@ pub fn router(state: Shared) -> axum::Router {
         .routes(routes!(runs::reject))
         .routes(routes!(runs::inbox))
         .routes(routes!(metrics))
+        .routes(routes!(backup::backup))
         .routes(routes!(schedules))
         .merge(
             // Package files are far larger than any JSON body.

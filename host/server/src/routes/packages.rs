@@ -99,7 +99,8 @@ pub struct UploadParams {
     pub grant: Option<bool>,
 }
 
-/// Installs a package file (`.allama`, as `allama package build` writes it) (editors).
+/// Installs a package file (`.allama`, as `allama package build` writes it) (editors;
+/// `?grant=true` needs an admin).
 /// A new version of an installed package replaces it; it keeps its grant
 /// only if it requests exactly what the old version did.
 #[utoipa::path(post, path = "/api/v1/workspaces/{workspace}/packages", tag = "packages",
@@ -116,6 +117,9 @@ pub async fn upload(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<PackageDetail>), ApiError> {
     caller.require(&workspace, Permission::Edit)?;
+    if q.grant.unwrap_or(false) {
+        caller.require(&workspace, Permission::Administer)?;
+    }
     let ct = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -261,7 +265,7 @@ pub struct GrantBody {
     pub grant: Option<String>,
 }
 
-/// Grants a package what it requests, or a narrower grant (editors).
+/// Grants a package what it requests, or a narrower grant (admins).
 #[utoipa::path(put, path = "/api/v1/workspaces/{workspace}/packages/{name}/grant", tag = "packages",
     request_body = GrantBody, params(("workspace" = String, Path), ("name" = String, Path)),
     responses((status = 200, body = PackageDetail), (status = 403, body = ErrorBody),
@@ -272,7 +276,8 @@ pub async fn grant(
     PathParams((workspace, name)): PathParams<(String, String)>,
     Body(body): Body<GrantBody>,
 ) -> Result<Json<PackageDetail>, ApiError> {
-    caller.require(&workspace, Permission::Edit)?;
+    // A grant decides which hosts get which secrets: a workspace admin's call.
+    caller.require(&workspace, Permission::Administer)?;
     let r = grant_package(&state, &caller, &workspace, &name, body.grant).await?;
     reload(&state, &workspace).await?;
     state.commit().await?;

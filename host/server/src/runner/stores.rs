@@ -86,7 +86,7 @@ impl AuditSink for WorkspaceAudit {
 /// key `namespace 0x01` → the namespace's key count and bytes (two
 /// big-endian u64), kept with every write so a quota check reads one key.
 pub struct SledKv {
-    tree: sled::Tree,
+    tree: allama_store::gate::Tree,
     /// Writes are serialised so a quota check and its write are one step.
     writes: Mutex<()>,
 }
@@ -130,7 +130,7 @@ fn size(key: &str, value_len: usize) -> u64 {
 
 impl SledKv {
     /// The kv tree of `db`.
-    pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+    pub fn open(db: &allama_store::gate::Db) -> Result<Self, sled::Error> {
         Ok(Self {
             tree: db.open_tree("kv")?,
             writes: Mutex::new(()),
@@ -287,7 +287,7 @@ mod tests {
 
     fn kv() -> (tempfile::TempDir, SledKv) {
         let d = tempfile::tempdir().unwrap();
-        let db = sled::open(d.path()).unwrap();
+        let db = allama_store::gate::Db::from(sled::open(d.path()).unwrap());
         let kv = SledKv::open(&db).unwrap();
         (d, kv)
     }

@@ -36,8 +36,8 @@ pub const STALE_CLAIM_MS: u64 = 60_000;
 
 /// Delivery ids seen, per workspace and playbook.
 pub struct Deliveries {
-    ids: sled::Tree,
-    by_time: sled::Tree,
+    ids: allama_store::gate::Tree,
+    by_time: allama_store::gate::Tree,
     /// How long an id is remembered.
     pub retention_ms: u64,
 }
@@ -64,7 +64,7 @@ fn encode(e: &Entry) -> Vec<u8> {
 
 impl Deliveries {
     /// The delivery ids in `db`, remembered for `retention_ms`.
-    pub fn open(db: &sled::Db, retention_ms: u64) -> Result<Self, sled::Error> {
+    pub fn open(db: &allama_store::gate::Db, retention_ms: u64) -> Result<Self, sled::Error> {
         Ok(Self {
             ids: db.open_tree("webhook_deliveries")?,
             by_time: db.open_tree("webhook_deliveries_by_time")?,
@@ -162,7 +162,7 @@ mod tests {
 
     fn deliveries(retention_ms: u64) -> (tempfile::TempDir, Deliveries) {
         let d = tempfile::tempdir().unwrap();
-        let db = sled::open(d.path()).unwrap();
+        let db = allama_store::gate::Db::from(sled::open(d.path()).unwrap());
         let x = Deliveries::open(&db, retention_ms).unwrap();
         (d, x)
     }

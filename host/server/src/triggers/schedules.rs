@@ -151,12 +151,12 @@ pub struct ScheduleInfo {
 
 /// The scheduler's state in sled.
 pub struct Scheduler {
-    tree: sled::Tree,
+    tree: allama_store::gate::Tree,
 }
 
 impl Scheduler {
     /// The schedules tree of `db`.
-    pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+    pub fn open(db: &allama_store::gate::Db) -> Result<Self, sled::Error> {
         Ok(Self {
             tree: db.open_tree("schedules")?,
         })

@@ -1,0 +1,285 @@
+//! `allama bench server`: a whole server on loopback, on a fresh data
+//! directory, driven by signed webhooks.
+//!
+//! The server is the real one (`allama_server::open` + `serve`: HTTP,
+//! signature check, delivery dedup, the durable start, the engine, the
+//! audit chain), with a 3-step playbook of the trivial bench component
+//! (two parallel steps, then one reading both) behind a Standard Webhooks
+//! trigger. Connections post deliveries as fast as they are answered; each
+//! delivery's latency runs from just before it is sent to its run's
+//! `RunFinished` update. The load generator shares the machine's cores
+//! with the server.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::json;
+
+use allama_engine::driver::Update;
+
+/// Arguments of `allama bench server`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Webhook deliveries to send (each starts one run).
+    #[arg(long, default_value_t = 20_000)]
+    runs: usize,
+    /// Connections posting at once.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Where to put the data directory (default: a fresh directory under
+    /// the system temp dir, removed afterwards).
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
+}
+
+const PLAYBOOK: &str = r#"
+id: bench-three
+triggers:
+  - webhook: { signature: standard }
+steps:
+  - { id: a, uses: bench/bench@1, with: { ip: "${{ trigger.ip }}" } }
+  - { id: b, uses: bench/bench@1, with: { ip: "${{ trigger.ip }}" } }
+  - { id: c, needs: [a, b], uses: bench/bench@1, with: { a: "${{ steps.a.output }}" } }
+"#;
+
+const MANIFEST: &str = r#"[package]
+name = "bench"
+version = "1.0.0"
+publisher = "allama-bench"
+description = "The trivial action the benchmarks measure"
+
+[[actions]]
+name = "bench"
+description = "Returns a little JSON"
+"#;
+
+const KEY: &str = "bench-webhook-signing-key";
+
+fn bench_package() -> anyhow::Result<Vec<u8>> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("allama.toml"), MANIFEST)?;
+    let (file, _) = allama_package::build(dir.path(), allama_guests::BENCH_WASM.to_vec())?;
+    Ok(file.to_bytes())
+}
+
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+pub fn main(args: Args) -> anyhow::Result<ExitCode> {
+    if args.runs == 0 || args.connections == 0 {
+        bail!("--runs and --connections must be at least 1");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let tmp;
+    let dir = match &args.data_dir {
+        Some(d) => d.clone(),
+        None => {
+            tmp = tempfile::Builder::new()
+                .prefix("allama-bench-server")
+                .tempdir()?;
+            tmp.path().join("data")
+        }
+    };
+    rt.block_on(run(args, dir))
+}
+
+async fn run(args: Args, dir: std::path::PathBuf) -> anyhow::Result<ExitCode> {
+    let mut config = allama_server::ServerConfig::new(&dir);
+    config.run_scheduler = false;
+    let opened = allama_server::open(&config)
+        .await
+        .with_context(|| format!("starting a server on {}", dir.display()))?;
+    let state = opened.state.clone();
+    let ws = allama_server::FIRST_WORKSPACE;
+    let mut demo = allama_server::demo::Demo::default();
+    demo.packages.push(bench_package()?);
+    demo.playbooks
+        .push(("bench-three.yaml".into(), PLAYBOOK.into()));
+    allama_server::demo::install(&state, ws, demo)
+        .await
+        .map_err(|e| anyhow::anyhow!("installing the bench playbook: {e}"))?;
+    state
+        .vault
+        .set(ws, "WEBHOOK_BENCH_THREE", KEY.as_bytes())
+        .context("setting the webhook key")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hooks/{ws}/bench-three", listener.local_addr()?);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(allama_server::serve(listener, state.clone(), async move {
+        let _ = stop_rx.await;
+    }));
+
+    // When each run finished, from the engine's updates.
+    let finished: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let missed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut updates = state.runner.engine.subscribe();
+    let watcher = tokio::spawn({
+        let (finished, missed) = (finished.clone(), missed.clone());
+        async move {
+            loop {
+                match updates.recv().await {
+                    Ok(Update::RunFinished { run, .. }) => {
+                        finished
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(run, Instant::now());
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        missed.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+    });
+
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.connections)
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    // Warm up: compiled code, pool slots, sled trees, connections.
+    send_all(&http, &url, "warmup", 500.min(args.runs), args.connections).await?;
+
+    let rss_before = rss_mb();
+    let t0 = Instant::now();
+    let sent = send_all(&http, &url, "run", args.runs, args.connections).await?;
+    let accepted_in = t0.elapsed();
+    // Every run must finish; wait for each (bounded: a stuck run is a failure).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for (run, _) in &sent {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let done = tokio::time::timeout(left, state.runner.engine.wait(run))
+            .await
+            .context("runs did not finish within 120 s")??;
+        if done.status != allama_engine::RunStatus::Succeeded {
+            bail!("run {run} ended {}", done.status.as_str());
+        }
+    }
+    // The last finish time, from the updates (the engine's wait answers later).
+    let finished_map = finished.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut lat: Vec<f64> = Vec::with_capacity(sent.len());
+    let mut last = t0;
+    for (run, at) in &sent {
+        if let Some(done) = finished_map.get(run) {
+            lat.push(done.saturating_duration_since(*at).as_secs_f64() * 1e3);
+            last = last.max(*done);
+        }
+    }
+    let missed = missed.load(std::sync::atomic::Ordering::Relaxed);
+    if lat.is_empty() {
+        bail!("no run's finish was seen ({missed} updates missed)");
+    }
+    lat.sort_by(f64::total_cmp);
+    let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    let (p50, p99) = (p(0.50), p(0.99));
+    let completed_in = last.saturating_duration_since(t0);
+    let webhooks_per_s = args.runs as f64 / accepted_in.as_secs_f64();
+    let runs_per_s = args.runs as f64 / completed_in.as_secs_f64();
+    let rss = rss_mb();
+    eprintln!(
+        "{} signed deliveries over {} connections: all accepted in {:.2} s, all runs finished in {:.2} s",
+        args.runs,
+        args.connections,
+        accepted_in.as_secs_f64(),
+        completed_in.as_secs_f64()
+    );
+    eprintln!(
+        "webhook sent → run finished: p50 {p50:.3} ms, p99 {p99:.3} ms ({} runs timed{}); RSS {rss:.0} MB ({:+.0} MB over the phase); {} group commits",
+        lat.len(),
+        if missed > 0 {
+            format!(", {missed} updates missed")
+        } else {
+            String::new()
+        },
+        rss - rss_before,
+        opened.store.commits()
+    );
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    watcher.abort();
+    opened.close().await?;
+    println!(
+        "BENCH server webhooks_per_s={webhooks_per_s:.0} runs_per_s={runs_per_s:.0} p50_ms={p50:.3} p99_ms={p99:.3} rss_mb={rss:.0}"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Posts `n` signed deliveries over `connections` connections, each as soon
+/// as the previous one on its connection was answered; returns each run id
+/// with the instant its delivery was sent.
+async fn send_all(
+    http: &reqwest::Client,
+    url: &str,
+    prefix: &str,
+    n: usize,
+    connections: usize,
+) -> anyhow::Result<Vec<(String, Instant)>> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (http, url, next, prefix) = (
+            http.clone(),
+            url.to_string(),
+            next.clone(),
+            prefix.to_string(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<_, anyhow::Error>(out);
+                }
+                let body = json!({ "ip": format!("192.0.2.{}", i % 250) }).to_string();
+                let id = format!("{prefix}-{i}");
+                let ts = allama_engine::driver::now_ms() / 1000;
+                let sig = allama_server::webhooks::sign_standard(
+                    KEY.as_bytes(),
+                    &id,
+                    ts,
+                    body.as_bytes(),
+                );
+                let at = Instant::now();
+                let resp = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("webhook-id", &id)
+                    .header("webhook-timestamp", ts.to_string())
+                    .header("webhook-signature", sig)
+                    .body(body)
+                    .send()
+                    .await?;
+                let status = resp.status();
+                let v: serde_json::Value = resp.json().await?;
+                if status != reqwest::StatusCode::ACCEPTED {
+                    bail!("delivery {id}: {status} {v}");
+                }
+                let run = v["run"]
+                    .as_str()
+                    .context("an accepted delivery without a run id")?
+                    .to_string();
+                out.push((run, at));
+            }
+        }));
+    }
+    let mut all = Vec::with_capacity(n);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok(all)
+}

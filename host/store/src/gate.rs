@@ -1,0 +1,187 @@
+//! sled behind a write gate, so a backup sees one instant.
+//!
+//! sled 0.34 has no snapshots, and iterating trees while writers go on
+//! yields a state that never existed (a later write to one tree without an
+//! earlier one to another). Every write in Allama goes through [`Tree`],
+//! which holds the gate's shared side for the one sled operation it makes;
+//! a backup holds the exclusive side while it reads every tree. What it
+//! reads is then the state after some prefix of the writes — exactly what
+//! a `kill -9` at that instant would leave, which every part of Allama
+//! already recovers from.
+//!
+//! Reads never touch the gate. [`Tree`] has no way to reach the sled tree
+//! underneath, so no write can bypass it.
+
+use std::ops::RangeBounds;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+pub use sled::{Batch, IVec};
+
+#[derive(Default)]
+pub(crate) struct Gate(RwLock<()>);
+
+impl Gate {
+    fn shared(&self) -> RwLockReadGuard<'_, ()> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn exclusive(&self) -> RwLockWriteGuard<'_, ()> {
+        self.0.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The database: opens gated trees.
+#[derive(Clone)]
+pub struct Db {
+    pub(crate) inner: sled::Db,
+    pub(crate) gate: Arc<Gate>,
+}
+
+impl From<sled::Db> for Db {
+    /// A database with a gate of its own (tools and tests that hold sled
+    /// directly; a backup of a [`crate::SledStore`] closes the store's own).
+    fn from(inner: sled::Db) -> Self {
+        Self {
+            inner,
+            gate: Arc::default(),
+        }
+    }
+}
+
+impl Db {
+    /// Writes sled's buffers out (not a write the gate holds back).
+    pub fn flush(&self) -> sled::Result<usize> {
+        self.inner.flush()
+    }
+
+    /// Opens (or creates) the tree `name`.
+    pub fn open_tree(&self, name: &str) -> sled::Result<Tree> {
+        Ok(Tree {
+            inner: self.inner.open_tree(name)?,
+            gate: self.gate.clone(),
+        })
+    }
+}
+
+/// One sled tree; writes wait while a backup reads.
+#[derive(Clone)]
+pub struct Tree {
+    inner: sled::Tree,
+    gate: Arc<Gate>,
+}
+
+impl Tree {
+    /// The value at `key`.
+    pub fn get(&self, key: impl AsRef<[u8]>) -> sled::Result<Option<IVec>> {
+        self.inner.get(key)
+    }
+
+    /// Whether `key` is present.
+    pub fn contains_key(&self, key: impl AsRef<[u8]>) -> sled::Result<bool> {
+        self.inner.contains_key(key)
+    }
+
+    /// Every entry, in key order.
+    pub fn iter(&self) -> sled::Iter {
+        self.inner.iter()
+    }
+
+    /// The entries whose keys are in `range`.
+    pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> sled::Iter {
+        self.inner.range(range)
+    }
+
+    /// The entries whose keys start with `prefix`.
+    pub fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> sled::Iter {
+        self.inner.scan_prefix(prefix)
+    }
+
+    /// The first entry.
+    pub fn first(&self) -> sled::Result<Option<(IVec, IVec)>> {
+        self.inner.first()
+    }
+
+    /// The last entry.
+    pub fn last(&self) -> sled::Result<Option<(IVec, IVec)>> {
+        self.inner.last()
+    }
+
+    /// The entry just before `key`.
+    pub fn get_lt(&self, key: impl AsRef<[u8]>) -> sled::Result<Option<(IVec, IVec)>> {
+        self.inner.get_lt(key)
+    }
+
+    /// The entry just after `key`.
+    pub fn get_gt(&self, key: impl AsRef<[u8]>) -> sled::Result<Option<(IVec, IVec)>> {
+        self.inner.get_gt(key)
+    }
+
+    /// How many entries (a full scan).
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Whether the tree is empty.
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+
+    /// Sets `key` to `value`; the previous value.
+    pub fn insert(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl Into<IVec>,
+    ) -> sled::Result<Option<IVec>> {
+        let _g = self.gate.shared();
+        self.inner.insert(key, value)
+    }
+
+    /// Removes `key`; the previous value.
+    pub fn remove(&self, key: impl AsRef<[u8]>) -> sled::Result<Option<IVec>> {
+        let _g = self.gate.shared();
+        self.inner.remove(key)
+    }
+
+    /// Applies every change in `batch` atomically.
+    pub fn apply_batch(&self, batch: Batch) -> sled::Result<()> {
+        let _g = self.gate.shared();
+        self.inner.apply_batch(batch)
+    }
+
+    /// Sets `key` to `new` if it is `old` (`None`: absent / remove).
+    pub fn compare_and_swap<V: Into<IVec>>(
+        &self,
+        key: impl AsRef<[u8]>,
+        old: Option<impl AsRef<[u8]>>,
+        new: Option<V>,
+    ) -> sled::Result<Result<(), sled::CompareAndSwapError>> {
+        let _g = self.gate.shared();
+        self.inner.compare_and_swap(key, old, new)
+    }
+
+    /// Replaces the value at `key` with `f(old)`, atomically; the new value.
+    pub fn update_and_fetch<V: Into<IVec>>(
+        &self,
+        key: impl AsRef<[u8]>,
+        f: impl FnMut(Option<&[u8]>) -> Option<V>,
+    ) -> sled::Result<Option<IVec>> {
+        let _g = self.gate.shared();
+        self.inner.update_and_fetch(key, f)
+    }
+
+    /// Replaces the value at `key` with `f(old)`, atomically; the old value.
+    pub fn fetch_and_update<V: Into<IVec>>(
+        &self,
+        key: impl AsRef<[u8]>,
+        f: impl FnMut(Option<&[u8]>) -> Option<V>,
+    ) -> sled::Result<Option<IVec>> {
+        let _g = self.gate.shared();
+        self.inner.fetch_and_update(key, f)
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) -> sled::Result<()> {
+        let _g = self.gate.shared();
+        self.inner.clear()
+    }
+}
