@@ -265,7 +265,7 @@ async fn send_all(
                     .send()
                     .await?;
                 let status = resp.status();
-                let v: serde_json::Value = resp.json().await?;
+                let v: serde_json::Value = serde_json::from_slice(&resp.bytes().await?)?;
                 if status != reqwest::StatusCode::ACCEPTED {
                     bail!("delivery {id}: {status} {v}");
                 }

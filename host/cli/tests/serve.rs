@@ -621,3 +621,146 @@ async fn every_webhook_that_got_a_202_completes_after_a_crash() {
         .unwrap();
     assert!(st.success());
 }
+
+/// What `GET /api/v1/workspaces/default/{path}` answers, as JSON.
+async fn get_json(base: &str, token: &str, path: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(format!("{base}/api/v1/workspaces/default/{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_of_a_running_server_restores_into_a_new_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (child, base, token, _) = tokio::task::spawn_blocking({
+        let data = data.clone();
+        move || start_with(&data, &[])
+    })
+    .await
+    .unwrap();
+    let token = token.unwrap();
+    let packages = get_json(&base, &token, "packages").await;
+    let playbooks = get_json(&base, &token, "playbooks").await;
+    assert_eq!(playbooks.as_array().unwrap().len(), 4, "{playbooks}");
+
+    // The CLI asks the running server; the file is checked, then named.
+    let file = dir.path().join("allama.backup");
+    let out = allama()
+        .args(["backup", "--url", &base, "--token", &token, "--to"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("backup written to"), "{stdout}");
+    assert!(stdout.contains("master key is not in it"), "{stdout}");
+    assert!(!dir.path().join("allama.backup.partial").exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "a backup is readable by its owner only");
+    }
+    // A wrong token is refused with the server's reason, and no file appears.
+    let refused = allama()
+        .args(["backup", "--url", &base, "--token", "alm_wrong", "--to"])
+        .arg(dir.path().join("nope.backup"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("the server refused (401"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(!dir.path().join("nope.backup").exists());
+    assert!(!dir.path().join("nope.backup.partial").exists());
+    // Offline backups need the directory free: the running server holds it.
+    let held = allama()
+        .args(["backup", "--data-dir"])
+        .arg(&data)
+        .arg("--to")
+        .arg(dir.path().join("held.backup"))
+        .output()
+        .unwrap();
+    assert!(!held.status.success());
+    assert!(
+        String::from_utf8_lossy(&held.stderr).contains("is a server running on it"),
+        "{}",
+        String::from_utf8_lossy(&held.stderr)
+    );
+    assert!(stop(child).success());
+
+    // Restore beside it, with the key; the audit chains are checked.
+    let restored = dir.path().join("restored");
+    let out = allama()
+        .arg("restore")
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&restored)
+        .arg("--master-key")
+        .arg(data.join("master.key"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("audit chain default: ok"), "{stdout}");
+    assert!(stdout.contains("audit chain system: ok"), "{stdout}");
+    // Restoring over it again is refused: nothing is overwritten.
+    let again = allama()
+        .arg("restore")
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&restored)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("is not empty"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    // The restored directory serves what the old one did, to the old token,
+    // with no demo added on top (it is not a fresh directory).
+    let (child, base, new_token, banner) = tokio::task::spawn_blocking({
+        let restored = restored.clone();
+        move || start_with(&restored, &[])
+    })
+    .await
+    .unwrap();
+    assert_eq!(new_token, None, "not a fresh start: {banner:?}");
+    assert_eq!(get_json(&base, &token, "packages").await, packages);
+    assert_eq!(get_json(&base, &token, "playbooks").await, playbooks);
+    assert!(stop(child).success());
+
+    // And a stopped server's directory backs up offline, to the same content.
+    let offline = dir.path().join("offline.backup");
+    let out = allama()
+        .args(["backup", "--data-dir"])
+        .arg(&restored)
+        .arg("--to")
+        .arg(&offline)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -137,7 +137,10 @@ impl SledStore {
             w.put(&FORMAT.to_be_bytes())?;
             {
                 let _all = self.gate.exclusive();
-                for name in self.db.tree_names() {
+                // In name order: the same store makes the same file.
+                let mut names = self.db.tree_names();
+                names.sort();
+                for name in names {
                     let tree = self
                         .db
                         .open_tree(&name)

@@ -36,10 +36,28 @@ pub async fn server_with(configure: impl FnOnce(&mut allama_server::ServerConfig
     let dir = tempfile::tempdir().unwrap();
     let mut config = allama_server::ServerConfig::new(dir.path().join("data"));
     configure(&mut config);
+    start(config, dir, None).await
+}
+
+/// A server on an existing data directory (`DIR/data`), calling with `admin`.
+pub async fn server_at(
+    dir: tempfile::TempDir,
+    admin: &str,
+    configure: impl FnOnce(&mut allama_server::ServerConfig),
+) -> Server {
+    let mut config = allama_server::ServerConfig::new(dir.path().join("data"));
+    configure(&mut config);
+    start(config, dir, Some(admin.to_string())).await
+}
+
+async fn start(
+    config: allama_server::ServerConfig,
+    dir: tempfile::TempDir,
+    admin: Option<String>,
+) -> Server {
     let opened = allama_server::open(&config).await.expect("opens");
-    let admin = opened
-        .first_admin_token
-        .clone()
+    let admin = admin
+        .or_else(|| opened.first_admin_token.clone())
         .expect("a fresh server has an admin token");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
