@@ -69,7 +69,7 @@ async fn healthz() -> &'static str {
 /// queue depth, webhooks (system administrators: the counts cover every
 /// workspace).
 #[utoipa::path(get, path = "/metrics", tag = "health",
-    responses((status = 200, content_type = "text/plain", body = String),
+    responses((status = 200, content_type = "application/openmetrics-text", body = String),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn metrics(
     axum::extract::State(state): axum::extract::State<Shared>,
