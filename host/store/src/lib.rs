@@ -369,10 +369,14 @@ impl RunStore for SledStore {
 
     fn put_summary(&self, summary: &RunSummary) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(summary).map_err(io)?;
-        self.runs.insert(summary.id.as_bytes(), bytes).map_err(io)?;
-        self.by_scope
-            .insert(scope_key(scope_of(&summary.playbook), &summary.id), &[])
-            .map_err(io)?;
+        let known = self.runs.insert(summary.id.as_bytes(), bytes).map_err(io)?;
+        // Indexed with the run's first summary (a run keeps its playbook;
+        // version-1 stores are indexed by their migration).
+        if known.is_none() {
+            self.by_scope
+                .insert(scope_key(scope_of(&summary.playbook), &summary.id), &[])
+                .map_err(io)?;
+        }
         if summary.status == "running" {
             self.active.insert(summary.id.as_bytes(), &[]).map_err(io)?;
         } else {
