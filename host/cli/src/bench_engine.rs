@@ -123,7 +123,8 @@ fn plan(yaml: &str) -> anyhow::Result<Arc<Plan>> {
     Ok(Plan::new(pb, yaml))
 }
 
-fn rss_mb() -> f64 {
+/// This process's resident memory, in MB (0 where /proc is missing).
+pub(crate) fn rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

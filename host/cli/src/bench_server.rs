@@ -20,6 +20,8 @@ use serde_json::json;
 
 use allama_engine::driver::Update;
 
+use crate::bench_engine::rss_mb;
+
 /// Arguments of `allama bench server`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -63,17 +65,6 @@ fn bench_package() -> anyhow::Result<Vec<u8>> {
     std::fs::write(dir.path().join("allama.toml"), MANIFEST)?;
     let (file, _) = allama_package::build(dir.path(), allama_guests::BENCH_WASM.to_vec())?;
     Ok(file.to_bytes())
-}
-
-fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 pub fn main(args: Args) -> anyhow::Result<ExitCode> {
