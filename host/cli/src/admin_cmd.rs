@@ -37,16 +37,58 @@ pub enum AuditCommand {
     },
 }
 
+/// The server a command asks and the system administrator's token it
+/// sends: the flags, else $ALLAMA_URL (default http://127.0.0.1:8080) and
+/// $ALLAMA_TOKEN.
+pub(crate) fn server_and_token(
+    url: Option<String>,
+    token: Option<String>,
+) -> anyhow::Result<(String, String)> {
+    let url = url
+        .or_else(|| std::env::var("ALLAMA_URL").ok())
+        .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+    let Some(token) = token.or_else(|| std::env::var("ALLAMA_TOKEN").ok()) else {
+        bail!("give --token or set ALLAMA_TOKEN (a system administrator's token)");
+    };
+    Ok((url.trim_end_matches('/').to_string(), token))
+}
+
+/// A refused request, with the server's reason from its error body.
+pub(crate) fn refused(status: reqwest::StatusCode, body: &serde_json::Value) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the server refused ({status}): {}",
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("no reason given")
+    )
+}
+
+/// Verifies each chain, printing one line each (`{label}{ws}: ok, …` or
+/// where it broke); whether any is broken.
+pub(crate) fn verify_chains(
+    log: &allama_store::audit::AuditLog,
+    chains: Vec<String>,
+    label: &str,
+) -> anyhow::Result<bool> {
+    let mut broken = false;
+    for ws in chains {
+        match log.verify(&ws) {
+            Ok(v) => println!("{label}{ws}: ok, {} records, head {}", v.records, v.head),
+            Err(allama_store::audit::AuditError::Broken(b)) => {
+                broken = true;
+                println!("{label}{ws}: BROKEN at record {}: {}", b.seq, b.reason);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(broken)
+}
+
 /// Entry point of `allama secrets`.
 pub fn secrets(cmd: SecretsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         SecretsCommand::RotateKey { url, token } => {
-            let url = url
-                .or_else(|| std::env::var("ALLAMA_URL").ok())
-                .unwrap_or_else(|| "http://127.0.0.1:8080".into());
-            let Some(token) = token.or_else(|| std::env::var("ALLAMA_TOKEN").ok()) else {
-                bail!("give --token or set ALLAMA_TOKEN (a system administrator's token)");
-            };
+            let (url, token) = server_and_token(url, token)?;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
@@ -65,12 +107,7 @@ pub fn secrets(cmd: SecretsCommand) -> anyhow::Result<ExitCode> {
                 Ok::<_, anyhow::Error>((status, body))
             })?;
             if !status.is_success() {
-                bail!(
-                    "the server refused ({status}): {}",
-                    body["error"]["message"]
-                        .as_str()
-                        .unwrap_or("no reason given")
-                );
+                return Err(refused(status, &body));
             }
             println!(
                 "master key rotated: now `{}`; {} secret(s) re-encrypted; retired: {}",
@@ -96,17 +133,7 @@ pub fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             if chains.is_empty() {
                 println!("no audit records");
             }
-            let mut broken = false;
-            for ws in chains {
-                match log.verify(&ws) {
-                    Ok(v) => println!("{ws}: ok, {} records, head {}", v.records, v.head),
-                    Err(allama_store::audit::AuditError::Broken(b)) => {
-                        broken = true;
-                        println!("{ws}: BROKEN at record {}: {}", b.seq, b.reason);
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            let broken = verify_chains(&log, chains, "")?;
             Ok(if broken {
                 ExitCode::from(1)
             } else {

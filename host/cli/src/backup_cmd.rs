@@ -5,7 +5,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+
+use crate::admin_cmd::{refused, server_and_token, verify_chains};
 
 /// Arguments of `allama backup`.
 #[derive(clap::Args)]
@@ -93,16 +95,9 @@ pub fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
             Ok(())
         })?
     } else {
-        let url = args
-            .url
-            .or_else(|| std::env::var("ALLAMA_URL").ok())
-            .unwrap_or_else(|| "http://127.0.0.1:8080".into());
-        let Some(token) = args.token.or_else(|| std::env::var("ALLAMA_TOKEN").ok()) else {
-            bail!(
-                "give --token or set ALLAMA_TOKEN (a system administrator's token), or --data-dir for a stopped server"
-            );
-        };
-        let endpoint = format!("{}/api/v1/backup", url.trim_end_matches('/'));
+        let (url, token) = server_and_token(args.url, args.token)
+            .map_err(|e| anyhow::anyhow!("{e}, or --data-dir for a stopped server"))?;
+        let endpoint = format!("{url}/api/v1/backup");
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -119,12 +114,7 @@ pub fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
                     let body: serde_json::Value =
                         serde_json::from_str(&resp.text().await.unwrap_or_default())
                             .unwrap_or_default();
-                    bail!(
-                        "the server refused ({status}): {}",
-                        body["error"]["message"]
-                            .as_str()
-                            .unwrap_or("no reason given")
-                    );
+                    return Err(refused(status, &body));
                 }
                 let mut got = 0u64;
                 while let Some(chunk) = resp
@@ -170,17 +160,7 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     // The audit chains came through intact, or say where they did not.
     let store = allama_store::SledStore::open(&args.data_dir)?;
     let log = allama_store::audit::AuditLog::open(store.db())?;
-    let mut broken = false;
-    for ws in log.workspaces()? {
-        match log.verify(&ws) {
-            Ok(v) => println!("audit chain {ws}: ok, {} records", v.records),
-            Err(allama_store::audit::AuditError::Broken(b)) => {
-                broken = true;
-                println!("audit chain {ws}: BROKEN at record {}: {}", b.seq, b.reason);
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let broken = verify_chains(&log, log.workspaces()?, "audit chain ")?;
     if args.master_key.is_none() {
         println!(
             "no --master-key given: start the server with the master key in use when the backup was taken (--master-key, or ALLAMA_MASTER_KEY); secrets stay encrypted under it"

@@ -588,41 +588,39 @@ impl Driver {
                         next_seq: 0,
                     },
                 );
+                // The history first, then the index entry that says
+                // "running": the store (a crash, a backup) may hold any
+                // prefix of these writes, and an index entry with no
+                // history would be a run that can neither resume nor show.
+                // A history without an index entry is an unacknowledged
+                // start nobody sees.
+                if let Err(e) = self.append(&id, event) {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(e));
+                    }
+                    return;
+                }
                 if let Err(e) = self.store.put_summary(&summary) {
-                    self.runs.remove(&id);
+                    // Not applied, not acknowledged: the Started event goes
+                    // no further than the store.
+                    self.staged.pop();
+                    self.drop_live(&id);
                     if let Some(reply) = reply {
                         let _ = reply.send(Err(e.into()));
                     }
                     return;
                 }
-                match self.append(&id, event) {
-                    Ok(()) => {
-                        let updates = self.updates.clone();
-                        let (id2, playbook) = (id.clone(), summary.playbook.clone());
-                        self.after_commit.push(Box::new(move || {
-                            let _ = updates.send(Update::RunStarted {
-                                run: id2.clone(),
-                                playbook,
-                            });
-                            if let Some(reply) = reply {
-                                let _ = reply.send(Ok(id2));
-                            }
-                        }));
+                let updates = self.updates.clone();
+                let (id2, playbook) = (id.clone(), summary.playbook.clone());
+                self.after_commit.push(Box::new(move || {
+                    let _ = updates.send(Update::RunStarted {
+                        run: id2.clone(),
+                        playbook,
+                    });
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(id2));
                     }
-                    Err(e) => {
-                        // Never started: its index entry must not say
-                        // "running", or it would wait to be resumed for ever.
-                        let _ = self.store.put_summary(&RunSummary {
-                            status: "failed".into(),
-                            finished_at: Some(now_ms()),
-                            error: Some(format!("the run could not be written: {e}")),
-                            ..summary
-                        });
-                        if let Some(reply) = reply {
-                            let _ = reply.send(Err(e));
-                        }
-                    }
-                }
+                }));
             }
             Msg::Done {
                 run,

@@ -923,3 +923,81 @@ async fn a_run_whose_start_never_reached_the_history_is_ended_not_left_running()
     assert!(store.active().unwrap().is_empty());
     assert!(echo.calls_for("a").is_empty());
 }
+
+/// A store that checks, at every index entry saying "running", that the
+/// run's history already holds its `started` event: the store may be left
+/// holding any prefix of the writes (a crash, a backup), and an entry with
+/// no history is a run that can neither resume nor show.
+struct HistoryFirst {
+    inner: MemoryStore,
+    violations: Mutex<Vec<String>>,
+}
+
+impl RunStore for HistoryFirst {
+    fn append(
+        &self,
+        run: &str,
+        first_seq: u64,
+        records: &[Vec<u8>],
+    ) -> Result<(), allama_engine::store::StoreError> {
+        self.inner.append(run, first_seq, records)
+    }
+    fn history(&self, run: &str) -> Result<Vec<Vec<u8>>, allama_engine::store::StoreError> {
+        self.inner.history(run)
+    }
+    fn put_summary(
+        &self,
+        s: &allama_engine::RunSummary,
+    ) -> Result<(), allama_engine::store::StoreError> {
+        if s.status == "running" && self.inner.history(&s.id)?.is_empty() {
+            self.violations.lock().unwrap().push(s.id.clone());
+        }
+        self.inner.put_summary(s)
+    }
+    fn summary(
+        &self,
+        run: &str,
+    ) -> Result<Option<allama_engine::RunSummary>, allama_engine::store::StoreError> {
+        self.inner.summary(run)
+    }
+    fn summaries(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<allama_engine::RunSummary>, allama_engine::store::StoreError> {
+        self.inner.summaries(limit)
+    }
+    fn active(&self) -> Result<Vec<String>, allama_engine::store::StoreError> {
+        self.inner.active()
+    }
+    fn put_blob(&self, hash: &str, bytes: &[u8]) -> Result<(), allama_engine::store::StoreError> {
+        self.inner.put_blob(hash, bytes)
+    }
+    fn get_blob(&self, hash: &str) -> Result<Option<Vec<u8>>, allama_engine::store::StoreError> {
+        self.inner.get_blob(hash)
+    }
+    fn commit(&self) -> allama_engine::store::CommitFuture {
+        self.inner.commit()
+    }
+}
+
+#[tokio::test]
+async fn a_run_is_written_to_its_history_before_the_index_says_running() {
+    let p = plan(LINEAR);
+    let store = Arc::new(HistoryFirst {
+        inner: MemoryStore::new(),
+        violations: Mutex::default(),
+    });
+    let echo = Arc::new(Echo::default());
+    let e = engine(store.clone(), echo, &[&p]).await;
+    for _ in 0..3 {
+        let id = e
+            .start_run(p.clone(), json!({}), json!({"ip": "192.0.2.9"}))
+            .await
+            .expect("starts");
+        assert_eq!(
+            e.wait(&id).await.expect("finishes").status,
+            RunStatus::Succeeded
+        );
+    }
+    assert_eq!(*store.violations.lock().unwrap(), Vec::<String>::new());
+}

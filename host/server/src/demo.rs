@@ -4,10 +4,13 @@
 //! and `examples/`); this module installs them like an editor would, each
 //! change audited as done by `system`.
 
-use allama_store::audit::AuditEntry;
-
 use crate::app::Shared;
-use crate::library::Stored;
+use crate::error::ApiError;
+use crate::routes::packages;
+use crate::routes::playbooks::{self, Format, Source};
+
+/// Who the demo's changes are audited as.
+const ACTOR: &str = "system";
 
 /// Packages and playbooks to install.
 #[derive(Default)]
@@ -27,79 +30,54 @@ pub struct Installed {
     pub playbooks: Vec<String>,
 }
 
-/// Installs `demo` in workspace `ws`. Playbooks that start other playbooks
-/// are stored after them, whatever the order given.
-pub async fn install(state: &Shared, ws: &str, demo: Demo) -> Result<Installed, String> {
+/// Installs `demo` in workspace `ws` as the API would (the same checks,
+/// including schedules, and audit records), as done by `system`. Playbooks
+/// that start other playbooks are stored after them, whatever the order
+/// given.
+pub async fn install(state: &Shared, ws: &str, demo: Demo) -> Result<Installed, ApiError> {
     let mut done = Installed::default();
-    let trust = state.runner.trust().clone();
     for bytes in demo.packages {
-        let installed = state
-            .shelf
-            .install(state.store.as_ref(), &trust, ws, &bytes, "system")
-            .map_err(|e| e.to_string())?;
-        let name = installed.record.name.clone();
-        state
-            .shelf
-            .grant(state.store.as_ref(), &trust, ws, &name, None, "system")
-            .map_err(|e| e.to_string())?;
-        for action in ["package.install", "package.grant"] {
-            state.audit(
-                ws,
-                AuditEntry {
-                    actor: "system".into(),
-                    action: action.into(),
-                    target: name.clone(),
-                    denied: false,
-                    detail: serde_json::json!({ "version": installed.record.version, "demo": true }),
-                },
-            );
+        let record = packages::install(state, ws, bytes, ACTOR).await?;
+        if !record.granted {
+            packages::grant_package(state, ACTOR, ws, &record.name, None).await?;
         }
-        done.packages.push(name);
+        done.packages.push(record.name);
     }
-    let (runner, w) = (state.runner.clone(), ws.to_string());
-    tokio::task::spawn_blocking(move || runner.reload(&w))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    packages::reload(state, ws).await?;
     let mut left = demo.playbooks;
     while !left.is_empty() {
-        let catalog = state.runner.catalog(ws).map_err(|e| e.to_string())?;
         let before = left.len();
         let mut next = Vec::new();
-        let mut errors = Vec::new();
+        let mut problems = Vec::new();
         for (name, source) in left {
-            match allama_playbook::validate(&source, &name, &catalog) {
+            let src = Source {
+                source,
+                format: Format::Yaml,
+            };
+            match playbooks::check(state, ws, &src) {
                 Ok(pb) => {
-                    let stored = state
-                        .library
-                        .store(state.store.as_ref(), ws, &pb, &source, "system")
-                        .map_err(|e| e.to_string())?;
-                    if let Stored::Created(r) | Stored::NewVersion(r) = stored {
-                        state.audit(
-                            ws,
-                            AuditEntry {
-                                actor: "system".into(),
-                                action: "playbook.create".into(),
-                                target: r.id.clone(),
-                                denied: false,
-                                detail: serde_json::json!({ "demo": true }),
-                            },
-                        );
-                    }
+                    playbooks::store_checked(state, ws, &pb, &src.source, ACTOR)?;
                     done.playbooks.push(pb.id);
                 }
-                Err(d) => {
-                    errors.push(format!("{name}: {d}"));
-                    next.push((name, source));
+                Err(p) => {
+                    let first = &p[0];
+                    problems.push(format!(
+                        "{name}:{}:{}: {}",
+                        first.line, first.column, first.message
+                    ));
+                    next.push((name, src.source));
                 }
             }
         }
         if next.len() == before {
             // A pass that stored nothing: what is left does not validate.
-            return Err(errors.join("\n"));
+            return Err(ApiError::invalid(format!(
+                "demo playbooks that do not validate: {}",
+                problems.join("; ")
+            )));
         }
         left = next;
     }
-    state.commit().await.map_err(|e| e.message)?;
+    state.commit().await?;
     Ok(done)
 }

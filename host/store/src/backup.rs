@@ -114,11 +114,20 @@ struct Hashing<W> {
 
 impl<W: Write> Hashing<W> {
     fn put(&mut self, b: &[u8]) -> Result<(), BackupError> {
-        self.hash.update(b);
-        self.bytes += b.len() as u64;
-        self.inner
-            .write_all(b)
-            .map_err(io_err("writing the backup"))
+        self.write_all(b).map_err(io_err("writing the backup"))
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(b)?;
+        self.hash.update(&b[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -132,80 +141,70 @@ impl SledStore {
             bytes: 0,
         };
         let mut sum = BackupSummary::default();
-        (|| -> Result<(), BackupError> {
-            w.put(MAGIC)?;
-            w.put(&FORMAT.to_be_bytes())?;
-            {
-                let _all = self.gate.exclusive();
-                // In name order: the same store makes the same file.
-                let mut names = self.db.tree_names();
-                names.sort();
-                for name in names {
-                    let tree = self
-                        .db
-                        .open_tree(&name)
-                        .map_err(sled_err("opening a tree to back up"))?;
-                    w.put(b"T")?;
-                    w.put(&(name.len() as u32).to_be_bytes())?;
-                    w.put(&name)?;
-                    sum.trees += 1;
-                    for item in tree.iter() {
-                        let (k, v) = item.map_err(sled_err("reading a tree"))?;
-                        w.put(b"E")?;
-                        w.put(&(k.len() as u32).to_be_bytes())?;
-                        w.put(&k)?;
-                        w.put(&(v.len() as u32).to_be_bytes())?;
-                        w.put(&v)?;
-                        sum.entries += 1;
-                    }
-                }
-            }
-            let mut names: Vec<String> = std::fs::read_dir(&self.payloads)
-                .map_err(io_err("listing blobs"))?
-                .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                // Temporary names (a blob being written) start with a dot.
-                .filter(|n| n.len() == 64 && self.blob_path(n).is_ok())
-                .collect();
+        w.put(MAGIC)?;
+        w.put(&FORMAT.to_be_bytes())?;
+        {
+            let _all = self.gated.gate.exclusive();
+            // In name order: the same store makes the same file.
+            let mut names = self.db.tree_names();
             names.sort();
             for name in names {
-                let path = self.payloads.join(&name);
-                let mut f = File::open(&path).map_err(io_err(format!("reading blob {name}")))?;
-                let len = f
-                    .metadata()
-                    .map_err(io_err(format!("reading blob {name}")))?
-                    .len();
-                w.put(b"B")?;
-                w.put(name.as_bytes())?;
-                w.put(&len.to_be_bytes())?;
-                let mut buf = vec![0u8; 1 << 16];
-                let mut left = len;
-                while left > 0 {
-                    let n = f
-                        .read(&mut buf[..left.min(1 << 16) as usize])
-                        .map_err(io_err(format!("reading blob {name}")))?;
-                    if n == 0 {
-                        return Err(BackupError::Io {
-                            what: format!("reading blob {name}"),
-                            message: "it shrank while being copied".into(),
-                        });
-                    }
-                    w.put(&buf[..n])?;
-                    left -= n as u64;
+                let tree = self
+                    .db
+                    .open_tree(&name)
+                    .map_err(sled_err("opening a tree to back up"))?;
+                w.put(b"T")?;
+                w.put(&(name.len() as u32).to_be_bytes())?;
+                w.put(&name)?;
+                sum.trees += 1;
+                for item in tree.iter() {
+                    let (k, v) = item.map_err(sled_err("reading a tree"))?;
+                    w.put(b"E")?;
+                    w.put(&(k.len() as u32).to_be_bytes())?;
+                    w.put(&k)?;
+                    w.put(&(v.len() as u32).to_be_bytes())?;
+                    w.put(&v)?;
+                    sum.entries += 1;
                 }
-                sum.blobs += 1;
             }
-            w.put(b"Z")?;
-            w.put(&sum.trees.to_be_bytes())?;
-            w.put(&sum.entries.to_be_bytes())?;
-            w.put(&sum.blobs.to_be_bytes())?;
-            let digest = w.hash.clone().finalize();
-            w.inner
-                .write_all(&digest)
-                .map_err(io_err("writing the backup"))?;
-            w.bytes += digest.len() as u64;
-            w.inner.flush().map_err(io_err("writing the backup"))?;
-            Ok(())
-        })()?;
+        }
+        let mut names: Vec<String> = std::fs::read_dir(&self.payloads)
+            .map_err(io_err("listing blobs"))?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            // Temporary names (a blob being written) start with a dot.
+            .filter(|n| self.blob_path(n).is_ok())
+            .collect();
+        names.sort();
+        for name in names {
+            let path = self.payloads.join(&name);
+            let mut f = File::open(&path).map_err(io_err(format!("reading blob {name}")))?;
+            let len = f
+                .metadata()
+                .map_err(io_err(format!("reading blob {name}")))?
+                .len();
+            w.put(b"B")?;
+            w.put(name.as_bytes())?;
+            w.put(&len.to_be_bytes())?;
+            let copied = std::io::copy(&mut (&mut f).take(len), &mut w)
+                .map_err(io_err(format!("copying blob {name}")))?;
+            if copied != len {
+                return Err(BackupError::Io {
+                    what: format!("copying blob {name}"),
+                    message: format!("it shrank from {len} to {copied} bytes while being copied"),
+                });
+            }
+            sum.blobs += 1;
+        }
+        w.put(b"Z")?;
+        w.put(&sum.trees.to_be_bytes())?;
+        w.put(&sum.entries.to_be_bytes())?;
+        w.put(&sum.blobs.to_be_bytes())?;
+        let digest = w.hash.clone().finalize();
+        w.inner
+            .write_all(&digest)
+            .map_err(io_err("writing the backup"))?;
+        w.bytes += digest.len() as u64;
+        w.inner.flush().map_err(io_err("writing the backup"))?;
         sum.bytes = w.bytes;
         Ok(sum)
     }
@@ -260,8 +259,19 @@ impl<R: Read> Reading<R> {
                 "{what} claims {len} bytes; at most {max} are allowed"
             )));
         }
-        let mut v = vec![0u8; len as usize];
-        self.exact(&mut v, what)?;
+        // Grows with what is actually there: a lying length in a short file
+        // costs no more memory than the file.
+        let mut v = Vec::new();
+        let got = (&mut self.inner)
+            .take(u64::from(len))
+            .read_to_end(&mut v)
+            .map_err(io_err("reading the backup"))?;
+        if got < len as usize {
+            self.offset += got as u64;
+            return Err(self.invalid(format!("the file ends inside {what}: it was cut short")));
+        }
+        self.hash.update(&v);
+        self.offset += got as u64;
         Ok(v)
     }
 }

@@ -38,8 +38,8 @@ pub struct Db {
 }
 
 impl From<sled::Db> for Db {
-    /// A database with a gate of its own (tools and tests that hold sled
-    /// directly; a backup of a [`crate::SledStore`] closes the store's own).
+    /// The database behind a gate of its own (a [`crate::SledStore`] makes
+    /// one for its database; tools and tests that hold sled directly too).
     fn from(inner: sled::Db) -> Self {
         Self {
             inner,
@@ -76,11 +76,6 @@ impl Tree {
         self.inner.get(key)
     }
 
-    /// Whether `key` is present.
-    pub fn contains_key(&self, key: impl AsRef<[u8]>) -> sled::Result<bool> {
-        self.inner.contains_key(key)
-    }
-
     /// Every entry, in key order.
     pub fn iter(&self) -> sled::Iter {
         self.inner.iter()
@@ -94,31 +89,6 @@ impl Tree {
     /// The entries whose keys start with `prefix`.
     pub fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> sled::Iter {
         self.inner.scan_prefix(prefix)
-    }
-
-    /// The first entry.
-    pub fn first(&self) -> sled::Result<Option<(IVec, IVec)>> {
-        self.inner.first()
-    }
-
-    /// The last entry.
-    pub fn last(&self) -> sled::Result<Option<(IVec, IVec)>> {
-        self.inner.last()
-    }
-
-    /// The entry just before `key`.
-    pub fn get_lt(&self, key: impl AsRef<[u8]>) -> sled::Result<Option<(IVec, IVec)>> {
-        self.inner.get_lt(key)
-    }
-
-    /// The entry just after `key`.
-    pub fn get_gt(&self, key: impl AsRef<[u8]>) -> sled::Result<Option<(IVec, IVec)>> {
-        self.inner.get_gt(key)
-    }
-
-    /// How many entries (a full scan).
-    pub fn len(&self) -> usize {
-        self.inner.len()
     }
 
     /// Whether the tree is empty.
@@ -142,7 +112,8 @@ impl Tree {
         self.inner.remove(key)
     }
 
-    /// Applies every change in `batch` atomically.
+    /// Applies every change in `batch` atomically. Costly in sled 0.34: it
+    /// writes the log twice (`pin_log`); keep it off hot paths.
     pub fn apply_batch(&self, batch: Batch) -> sled::Result<()> {
         let _g = self.gate.shared();
         self.inner.apply_batch(batch)
@@ -167,21 +138,5 @@ impl Tree {
     ) -> sled::Result<Option<IVec>> {
         let _g = self.gate.shared();
         self.inner.update_and_fetch(key, f)
-    }
-
-    /// Replaces the value at `key` with `f(old)`, atomically; the old value.
-    pub fn fetch_and_update<V: Into<IVec>>(
-        &self,
-        key: impl AsRef<[u8]>,
-        f: impl FnMut(Option<&[u8]>) -> Option<V>,
-    ) -> sled::Result<Option<IVec>> {
-        let _g = self.gate.shared();
-        self.inner.fetch_and_update(key, f)
-    }
-
-    /// Removes every entry.
-    pub fn clear(&self) -> sled::Result<()> {
-        let _g = self.gate.shared();
-        self.inner.clear()
     }
 }

@@ -58,7 +58,6 @@ pub struct SledStore {
     db: sled::Db,
     /// The same database behind the write gate, for every writer.
     gated: gate::Db,
-    gate: Arc<gate::Gate>,
     history: gate::Tree,
     runs: gate::Tree,
     active: gate::Tree,
@@ -176,11 +175,7 @@ impl SledStore {
             message: format!("opening db for sync: {e}"),
         })?;
         let (committer, commit_thread) = Committer::start(db.clone(), file);
-        let gate = Arc::new(gate::Gate::default());
-        let gated = gate::Db {
-            inner: db.clone(),
-            gate: gate.clone(),
-        };
+        let gated = gate::Db::from(db.clone());
         drop((runs, by_scope));
         Ok(Self {
             history: gated.open_tree("history").map_err(sled_err)?,
@@ -188,7 +183,6 @@ impl SledStore {
             active: gated.open_tree("active").map_err(sled_err)?,
             by_scope: gated.open_tree("runs_by_scope").map_err(sled_err)?,
             gated,
-            gate,
             payloads: {
                 let p = dir.join("payloads");
                 std::fs::create_dir_all(&p).map_err(|e| OpenError::Sled {

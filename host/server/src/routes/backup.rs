@@ -23,9 +23,11 @@ pub async fn backup(State(state): State<Shared>, caller: Caller) -> Result<Respo
     caller.require_system_admin()?;
     let store = state.store.clone();
     // Written to an unnamed temporary file first, so the gate is held for
-    // the copy only, not for as long as a slow client takes to read.
+    // the copy only, not for as long as a slow client takes to read. It is
+    // made in the data directory: the disk that holds the data has room for
+    // a copy of it, which a memory-backed /tmp may not.
     let (file, sum) = tokio::task::spawn_blocking(move || {
-        let mut file = tempfile::tempfile().map_err(|e| e.to_string())?;
+        let mut file = tempfile::tempfile_in(store.dir()).map_err(|e| e.to_string())?;
         let sum = store.backup(&mut file).map_err(|e| e.to_string())?;
         std::io::Seek::rewind(&mut file).map_err(|e| e.to_string())?;
         Ok::<_, String>((file, sum))

@@ -82,7 +82,8 @@ fn detail(state: &Shared, record: PackageRecord) -> Result<PackageDetail, ApiErr
     })
 }
 
-async fn reload(state: &Shared, ws: &str) -> Result<(), ApiError> {
+/// Reloads the workspace's packages into its runner.
+pub(crate) async fn reload(state: &Shared, ws: &str) -> Result<(), ApiError> {
     let (runner, ws) = (state.runner.clone(), ws.to_string());
     tokio::task::spawn_blocking(move || runner.reload(&ws))
         .await
@@ -145,24 +146,40 @@ pub async fn upload(
             ApiError::bad_request("bad_body", e.body_text())
         }
     })?;
-    let (shelf, store, trust, ws, by) = (
+    let mut record = install(&state, &workspace, bytes.to_vec(), &caller.actor()).await?;
+    if q.grant.unwrap_or(false) && !record.granted {
+        record = grant_package(&state, &caller.actor(), &workspace, &record.name, None).await?;
+    }
+    reload(&state, &workspace).await?;
+    state.commit().await?;
+    Ok((StatusCode::CREATED, Json(detail(&state, record)?)))
+}
+
+/// Installs a package file in `ws` (pending unless the replaced version's
+/// grant carries over), audited as done by `actor`.
+pub(crate) async fn install(
+    state: &Shared,
+    ws: &str,
+    bytes: Vec<u8>,
+    actor: &str,
+) -> Result<PackageRecord, ApiError> {
+    let (shelf, store, trust, w, by) = (
         state.shelf.clone(),
         state.store.clone(),
         state.runner.trust().clone(),
-        workspace.clone(),
-        caller.actor(),
+        ws.to_string(),
+        actor.to_string(),
     );
-    let installed = tokio::task::spawn_blocking(move || {
-        shelf.install(store.as_ref(), &trust, &ws, &bytes, &by)
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(shelf_error)?;
-    let mut record = installed.record;
+    let installed =
+        tokio::task::spawn_blocking(move || shelf.install(store.as_ref(), &trust, &w, &bytes, &by))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(shelf_error)?;
+    let record = installed.record;
     state.audit(
-        &workspace,
+        ws,
         AuditEntry {
-            actor: caller.actor(),
+            actor: actor.to_string(),
             action: "package.install".into(),
             target: record.name.clone(),
             denied: false,
@@ -174,17 +191,14 @@ pub async fn upload(
             }),
         },
     );
-    if q.grant.unwrap_or(false) && !record.granted {
-        record = grant_package(&state, &caller, &workspace, &record.name, None).await?;
-    }
-    reload(&state, &workspace).await?;
-    state.commit().await?;
-    Ok((StatusCode::CREATED, Json(detail(&state, record)?)))
+    Ok(record)
 }
 
-async fn grant_package(
+/// Grants a package what it requests (`grant` `None`) or a narrower grant,
+/// audited as done by `actor`.
+pub(crate) async fn grant_package(
     state: &Shared,
-    caller: &Caller,
+    actor: &str,
     ws: &str,
     name: &str,
     grant: Option<String>,
@@ -197,7 +211,7 @@ async fn grant_package(
             ws,
             name,
             grant.clone(),
-            &caller.actor(),
+            actor,
         )
         .map_err(|e| match e {
             GrantRefused::Invalid(m) => ApiError::invalid(m).at("grant"),
@@ -210,7 +224,7 @@ async fn grant_package(
     state.audit(
         ws,
         AuditEntry {
-            actor: caller.actor(),
+            actor: actor.to_string(),
             action: "package.grant".into(),
             target: name.to_string(),
             denied: false,
@@ -278,7 +292,7 @@ pub async fn grant(
 ) -> Result<Json<PackageDetail>, ApiError> {
     // A grant decides which hosts get which secrets: a workspace admin's call.
     caller.require(&workspace, Permission::Administer)?;
-    let r = grant_package(&state, &caller, &workspace, &name, body.grant).await?;
+    let r = grant_package(&state, &caller.actor(), &workspace, &name, body.grant).await?;
     reload(&state, &workspace).await?;
     state.commit().await?;
     Ok(Json(detail(&state, r)?))

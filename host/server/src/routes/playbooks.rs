@@ -65,7 +65,7 @@ pub struct Validation {
 /// Parses and validates a source against what the workspace has: its
 /// packages' actions, its playbooks (for `playbook:` steps), and this
 /// server's time zones (for schedules).
-fn check(
+pub(crate) fn check(
     state: &Shared,
     ws: &str,
     src: &Source,
@@ -172,6 +172,37 @@ pub async fn validate(
     }))
 }
 
+/// Stores a checked playbook in `ws` and audits a new playbook or version
+/// as done by `actor`; not yet durable (the caller commits).
+pub(crate) fn store_checked(
+    state: &Shared,
+    ws: &str,
+    pb: &allama_playbook::Playbook,
+    source: &str,
+    actor: &str,
+) -> Result<Stored, ApiError> {
+    let stored = state
+        .library
+        .store(state.store.as_ref(), ws, pb, source, actor)
+        .map_err(ApiError::internal)?;
+    let (r, action) = match &stored {
+        Stored::Created(r) => (r, "playbook.create"),
+        Stored::NewVersion(r) => (r, "playbook.version"),
+        Stored::Unchanged(_) => return Ok(stored),
+    };
+    state.audit(
+        ws,
+        AuditEntry {
+            actor: actor.to_string(),
+            action: action.into(),
+            target: r.id.clone(),
+            denied: false,
+            detail: serde_json::json!({ "version": r.versions.len(), "digest": r.current().map(|v| &v.digest) }),
+        },
+    );
+    Ok(stored)
+}
+
 /// Stores a playbook: a new playbook, or a new version of the one with its id (editors).
 #[utoipa::path(post, path = "/api/v1/workspaces/{workspace}/playbooks", tag = "playbooks",
     request_body = Source, params(("workspace" = String, Path)),
@@ -185,31 +216,11 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<PlaybookRecord>), ApiError> {
     caller.require(&workspace, Permission::Edit)?;
     let pb = check(&state, &workspace, &src).map_err(|p| invalid(&p))?;
-    let stored = state
-        .library
-        .store(
-            state.store.as_ref(),
-            &workspace,
-            &pb,
-            &src.source,
-            &caller.actor(),
-        )
-        .map_err(ApiError::internal)?;
-    let (status, record, action) = match stored {
-        Stored::Created(r) => (StatusCode::CREATED, r, "playbook.create"),
-        Stored::NewVersion(r) => (StatusCode::CREATED, r, "playbook.version"),
-        Stored::Unchanged(r) => return Ok((StatusCode::OK, Json(r))),
-    };
-    state.audit(
-        &workspace,
-        AuditEntry {
-            actor: caller.actor(),
-            action: action.into(),
-            target: record.id.clone(),
-            denied: false,
-            detail: serde_json::json!({ "version": record.versions.len(), "digest": record.current().map(|v| &v.digest) }),
-        },
-    );
+    let (status, record) =
+        match store_checked(&state, &workspace, &pb, &src.source, &caller.actor())? {
+            Stored::Created(r) | Stored::NewVersion(r) => (StatusCode::CREATED, r),
+            Stored::Unchanged(r) => return Ok((StatusCode::OK, Json(r))),
+        };
     state.commit().await?;
     Ok((status, Json(record)))
 }
