@@ -137,6 +137,22 @@ pub(crate) fn rss_mb() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// CPU time this process has used (user and system), in seconds (0 where
+/// /proc is missing). `/proc` counts in USER_HZ ticks, 100 a second on Linux.
+pub(crate) fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name, which is in parentheses and may hold spaces.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            // utime and stime are fields 14 and 15 of the line; 12 and 13 after `)`.
+            let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 /// Starts `n` runs with at most `window` in flight; returns the elapsed time.
 async fn throughput(
     engine: &Engine,

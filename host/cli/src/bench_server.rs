@@ -11,16 +11,20 @@
 //! with the server.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
 use serde_json::json;
 
 use allama_engine::driver::Update;
 
-use crate::bench_engine::rss_mb;
+use crate::bench_engine::{cpu_seconds, rss_mb};
 
 /// Arguments of `allama bench server`.
 #[derive(clap::Args)]
@@ -108,7 +112,8 @@ async fn run(args: Args, dir: std::path::PathBuf) -> anyhow::Result<ExitCode> {
         .set(ws, "WEBHOOK_BENCH_THREE", KEY.as_bytes())
         .context("setting the webhook key")?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/hooks/{ws}/bench-three", listener.local_addr()?);
+    let addr = listener.local_addr()?;
+    let path = format!("/hooks/{ws}/bench-three");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(allama_server::serve(listener, state.clone(), async move {
         let _ = stop_rx.await;
@@ -139,16 +144,15 @@ async fn run(args: Args, dir: std::path::PathBuf) -> anyhow::Result<ExitCode> {
         }
     });
 
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.connections)
-        .timeout(Duration::from_secs(60))
-        .build()?;
-    // Warm up: compiled code, pool slots, sled trees, connections.
-    send_all(&http, &url, "warmup", 500.min(args.runs), args.connections).await?;
+    // Warm up: compiled code, pool slots, sled trees.
+    let warmup = deliveries("warmup", 500.min(args.runs));
+    send_all(addr, &path, warmup, args.connections).await?;
 
+    let batch = deliveries("run", args.runs);
     let rss_before = rss_mb();
+    let cpu_before = cpu_seconds();
     let t0 = Instant::now();
-    let sent = send_all(&http, &url, "run", args.runs, args.connections).await?;
+    let sent = send_all(addr, &path, batch, args.connections).await?;
     let accepted_in = t0.elapsed();
     // Every run must finish; wait for each (bounded: a stuck run is a failure).
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -179,6 +183,8 @@ async fn run(args: Args, dir: std::path::PathBuf) -> anyhow::Result<ExitCode> {
     let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
     let (p50, p99) = (p(0.50), p(0.99));
     let completed_in = last.saturating_duration_since(t0);
+    // Over the phase, server and load generator together.
+    let cpu_us_per_run = (cpu_seconds() - cpu_before) * 1e6 / args.runs as f64;
     let webhooks_per_s = args.runs as f64 / accepted_in.as_secs_f64();
     let runs_per_s = args.runs as f64 / completed_in.as_secs_f64();
     let rss = rss_mb();
@@ -190,7 +196,7 @@ async fn run(args: Args, dir: std::path::PathBuf) -> anyhow::Result<ExitCode> {
         completed_in.as_secs_f64()
     );
     eprintln!(
-        "webhook sent → run finished: p50 {p50:.3} ms, p99 {p99:.3} ms ({} runs timed{}); RSS {rss:.0} MB ({:+.0} MB over the phase); {} group commits",
+        "webhook sent → run finished: p50 {p50:.3} ms, p99 {p99:.3} ms ({} runs timed{}); RSS {rss:.0} MB ({:+.0} MB over the phase); {} group commits; {cpu_us_per_run:.0} µs of CPU a run (server and generator)",
         lat.len(),
         if missed > 0 {
             format!(", {missed} updates missed")
@@ -210,65 +216,92 @@ async fn run(args: Args, dir: std::path::PathBuf) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Posts `n` signed deliveries over `connections` connections, each as soon
-/// as the previous one on its connection was answered; returns each run id
-/// with the instant its delivery was sent.
+/// One webhook delivery, signed before the clock starts: the generator's
+/// own work per request is then little more than writing it.
+struct Delivery {
+    id: String,
+    timestamp: String,
+    signature: String,
+    body: Bytes,
+}
+
+/// `n` deliveries with ids `{prefix}-{i}`, each signed with the trigger's key.
+fn deliveries(prefix: &str, n: usize) -> Vec<Delivery> {
+    let ts = allama_engine::driver::now_ms() / 1000;
+    (0..n)
+        .map(|i| {
+            let body = json!({ "ip": format!("192.0.2.{}", i % 250) }).to_string();
+            let id = format!("{prefix}-{i}");
+            let signature =
+                allama_server::webhooks::sign_standard(KEY.as_bytes(), &id, ts, body.as_bytes());
+            Delivery {
+                id,
+                timestamp: ts.to_string(),
+                signature,
+                body: Bytes::from(body),
+            }
+        })
+        .collect()
+}
+
+/// Posts the deliveries over `connections` HTTP/1.1 connections (hyper's
+/// client connection, no pool), each as soon as the previous one on its
+/// connection was answered; returns each run id with the instant its
+/// delivery was sent.
 async fn send_all(
-    http: &reqwest::Client,
-    url: &str,
-    prefix: &str,
-    n: usize,
+    addr: SocketAddr,
+    path: &str,
+    deliveries: Vec<Delivery>,
     connections: usize,
 ) -> anyhow::Result<Vec<(String, Instant)>> {
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let deliveries = Arc::new(deliveries);
+    let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..connections {
-        let (http, url, next, prefix) = (
-            http.clone(),
-            url.to_string(),
-            next.clone(),
-            prefix.to_string(),
-        );
+        let (deliveries, next, path) = (deliveries.clone(), next.clone(), path.to_string());
         tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+            let conn = tokio::spawn(conn);
+            let host = addr.to_string();
             let mut out = Vec::new();
             loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= n {
-                    return Ok::<_, anyhow::Error>(out);
-                }
-                let body = json!({ "ip": format!("192.0.2.{}", i % 250) }).to_string();
-                let id = format!("{prefix}-{i}");
-                let ts = allama_engine::driver::now_ms() / 1000;
-                let sig = allama_server::webhooks::sign_standard(
-                    KEY.as_bytes(),
-                    &id,
-                    ts,
-                    body.as_bytes(),
-                );
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(d) = deliveries.get(i) else { break };
+                let req = hyper::Request::post(path.as_str())
+                    .header(hyper::header::HOST, host.as_str())
+                    .header(hyper::header::CONTENT_TYPE, "application/json")
+                    .header("webhook-id", d.id.as_str())
+                    .header("webhook-timestamp", d.timestamp.as_str())
+                    .header("webhook-signature", d.signature.as_str())
+                    .body(Full::new(d.body.clone()))?;
+                sender.ready().await?;
                 let at = Instant::now();
-                let resp = http
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .header("webhook-id", &id)
-                    .header("webhook-timestamp", ts.to_string())
-                    .header("webhook-signature", sig)
-                    .body(body)
-                    .send()
-                    .await?;
+                let resp = sender.send_request(req).await?;
                 let status = resp.status();
-                let v: serde_json::Value = serde_json::from_slice(&resp.bytes().await?)?;
-                if status != reqwest::StatusCode::ACCEPTED {
-                    bail!("delivery {id}: {status} {v}");
+                let body = resp.into_body().collect().await?.to_bytes();
+                if status != hyper::StatusCode::ACCEPTED {
+                    bail!(
+                        "delivery {}: {status} {}",
+                        d.id,
+                        String::from_utf8_lossy(&body)
+                    );
                 }
+                let v: serde_json::Value = serde_json::from_slice(&body)?;
                 let run = v["run"]
                     .as_str()
                     .context("an accepted delivery without a run id")?
                     .to_string();
                 out.push((run, at));
             }
+            drop(sender);
+            let _ = conn.await;
+            Ok::<_, anyhow::Error>(out)
         }));
     }
-    let mut all = Vec::with_capacity(n);
+    let mut all = Vec::with_capacity(deliveries.len());
     for t in tasks {
         all.extend(t.await??);
     }

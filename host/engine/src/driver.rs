@@ -183,6 +183,9 @@ pub enum EngineError {
     /// The engine has stopped.
     #[error("the engine has stopped")]
     Stopped,
+    /// A run id given to [`Engine::start_run_as`] is taken or not a run id.
+    #[error("run id {0:?} cannot be used: {1}")]
+    RunId(String, &'static str),
 }
 
 /// How a run ended, as `wait` reports it.
@@ -202,6 +205,8 @@ enum Msg {
         trigger: Arc<Value>,
         inputs: Value,
         parent: Option<ParentLink>,
+        /// The run id the caller chose (see [`Engine::start_run_as`]).
+        id: Option<String>,
         reply: Option<oneshot::Sender<Result<String, EngineError>>>,
     },
     Done {
@@ -276,6 +281,7 @@ impl Engine {
             careful: HashSet::new(),
             limits: HashMap::new(),
             staged: Vec::new(),
+            unwritten: Unwritten::default(),
             after_commit: Vec::new(),
         };
         driver.recover().await?;
@@ -290,12 +296,36 @@ impl Engine {
         trigger: Value,
         inputs: Value,
     ) -> Result<String, EngineError> {
+        self.begin(plan, trigger, inputs, None).await
+    }
+
+    /// Starts a run under an id the caller made with [`new_run_id`], so it
+    /// can record the id before the run exists (a webhook delivery's claim).
+    /// Refused if a run with that id exists or the id could not be one.
+    pub async fn start_run_as(
+        &self,
+        id: String,
+        plan: Arc<Plan>,
+        trigger: Value,
+        inputs: Value,
+    ) -> Result<String, EngineError> {
+        self.begin(plan, trigger, inputs, Some(id)).await
+    }
+
+    async fn begin(
+        &self,
+        plan: Arc<Plan>,
+        trigger: Value,
+        inputs: Value,
+        id: Option<String>,
+    ) -> Result<String, EngineError> {
         let (reply, rx) = oneshot::channel();
         self.send(Msg::Start {
             plan,
             trigger: Arc::new(trigger),
             inputs,
             parent: None,
+            id,
             reply: Some(reply),
         })?;
         rx.await.map_err(|_| EngineError::Stopped)?
@@ -403,9 +433,85 @@ pub fn new_run_id() -> String {
     format!("r{:011x}{:04x}{}", now_ms(), n & 0xffff, hex::encode(r))
 }
 
+/// Whether `id` has the shape [`new_run_id`] gives (a chosen id is never a
+/// child run's id, nor anything a key or a path could misread).
+fn is_run_id(id: &str) -> bool {
+    id.len() == 28
+        && id.starts_with('r')
+        && id[1..]
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 struct Live {
     run: Run,
     next_seq: u64,
+}
+
+/// What the driver has encoded for the store since the last commit,
+/// written just before the next one: each run's records as one append
+/// (one store write for all the events a batch gave a run, where one
+/// write per event cost more than the steps), then the index entries of
+/// runs that started, after the histories they point to.
+#[derive(Default)]
+struct Unwritten {
+    /// Per run, the first record's seq and the records, in write order.
+    histories: Vec<(String, u64, Vec<Vec<u8>>)>,
+    /// Where each run's entry is in `histories`.
+    index: HashMap<String, usize>,
+    summaries: Vec<RunSummary>,
+}
+
+impl Unwritten {
+    fn push(&mut self, run: &str, seq: u64, bytes: Vec<u8>) {
+        if let Some(&i) = self.index.get(run) {
+            let (_, first, records) = &mut self.histories[i];
+            // Seqs of a run are consecutive between two writes.
+            debug_assert_eq!(*first + records.len() as u64, seq);
+            records.push(bytes);
+            return;
+        }
+        self.index.insert(run.to_string(), self.histories.len());
+        self.histories.push((run.to_string(), seq, vec![bytes]));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.histories.is_empty() && self.summaries.is_empty()
+    }
+
+    /// Writes everything to the store; on failure, says which runs' writes
+    /// may be missing.
+    fn write_to(&mut self, store: &dyn RunStore) -> Result<(), (StoreError, Vec<String>)> {
+        self.index.clear();
+        let histories = std::mem::take(&mut self.histories);
+        let summaries = std::mem::take(&mut self.summaries);
+        let mut failed = None;
+        for (run, first, records) in &histories {
+            if let Err(e) = store.append(run, *first, records) {
+                failed = Some(e);
+                break;
+            }
+        }
+        if failed.is_none() {
+            for summary in &summaries {
+                if let Err(e) = store.put_summary(summary) {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        match failed {
+            None => Ok(()),
+            Some(e) => Err((
+                e,
+                histories
+                    .into_iter()
+                    .map(|(run, _, _)| run)
+                    .chain(summaries.into_iter().map(|s| s.id))
+                    .collect(),
+            )),
+        }
+    }
 }
 
 struct Driver {
@@ -424,6 +530,8 @@ struct Driver {
     limits: HashMap<String, Arc<Semaphore>>,
     /// Events appended in this batch, applied after the commit.
     staged: Vec<(String, Event)>,
+    /// Records encoded since the last commit and not yet in the store.
+    unwritten: Unwritten,
     /// Replies to send after the commit.
     after_commit: Vec<Box<dyn FnOnce() + Send>>,
 }
@@ -485,6 +593,12 @@ impl Driver {
                 self.stage(msg);
             }
             self.commit_and_apply().await;
+            // Idle: what the last apply encoded (the starts of the attempts
+            // it spawned) goes to the store now, so a long step's timeline
+            // shows it started. Busy, it joins the next batch's writes.
+            if rx.is_empty() {
+                let _ = self.write_unwritten();
+            }
             if let Some(reply) = shutdown {
                 self.stop_attempts().await;
                 let _ = reply.send(());
@@ -524,7 +638,7 @@ impl Driver {
                 }
             }
         }
-        if let Err(e) = self.store.commit().await {
+        if let Err(e) = self.durable().await {
             tracing::error!(error = %e, "could not record the attempts stopped by the shutdown");
         }
     }
@@ -538,6 +652,7 @@ impl Driver {
                 trigger,
                 inputs,
                 parent,
+                id: chosen,
                 reply,
             } => {
                 let inputs = match resolve_inputs(&plan.playbook, inputs) {
@@ -553,9 +668,27 @@ impl Driver {
                         return;
                     }
                 };
-                let id = match &parent {
-                    Some(p) => child_run_id(p),
-                    None => new_run_id(),
+                let id = match (&parent, chosen) {
+                    (Some(p), _) => child_run_id(p),
+                    (None, None) => new_run_id(),
+                    (None, Some(id)) => {
+                        let refused = if !is_run_id(&id) {
+                            Some("not an id `new_run_id` makes")
+                        } else if self.runs.contains_key(&id)
+                            || !matches!(self.store.summary(&id), Ok(None))
+                        {
+                            Some("a run has it")
+                        } else {
+                            None
+                        };
+                        if let Some(why) = refused {
+                            if let Some(reply) = reply {
+                                let _ = reply.send(Err(EngineError::RunId(id, why)));
+                            }
+                            return;
+                        }
+                        id
+                    }
                 };
                 if parent.is_some()
                     && (self.runs.contains_key(&id)
@@ -589,7 +722,7 @@ impl Driver {
                     },
                 );
                 // The history first, then the index entry that says
-                // "running": the store (a crash, a backup) may hold any
+                // "running" (see `Unwritten`): the store (a crash, a backup) may hold any
                 // prefix of these writes, and an index entry with no
                 // history would be a run that can neither resume nor show.
                 // A history without an index entry is an unacknowledged
@@ -600,18 +733,10 @@ impl Driver {
                     }
                     return;
                 }
-                if let Err(e) = self.store.put_summary(&summary) {
-                    // Not applied, not acknowledged: the Started event goes
-                    // no further than the store.
-                    self.staged.pop();
-                    self.drop_live(&id);
-                    if let Some(reply) = reply {
-                        let _ = reply.send(Err(e.into()));
-                    }
-                    return;
-                }
+                // Written after the histories, before the commit.
                 let updates = self.updates.clone();
                 let (id2, playbook) = (id.clone(), summary.playbook.clone());
+                self.unwritten.summaries.push(summary);
                 self.after_commit.push(Box::new(move || {
                     let _ = updates.send(Update::RunStarted {
                         run: id2.clone(),
@@ -816,17 +941,17 @@ impl Driver {
         Ok(())
     }
 
-    /// Writes an event to the store (not yet durable). On failure the run is
-    /// dropped from memory: it stays in the store and resumes after a restart.
+    /// Encodes an event for the store (written and made durable by the next
+    /// [`Driver::durable`]). On failure the run is dropped from memory: it
+    /// stays in the store and resumes after a restart.
     fn write(&mut self, run: &str, event: &Event) -> Result<(), EngineError> {
         let Some(live) = self.runs.get_mut(run) else {
             return Err(EngineError::NoSuchRun(run.to_string()));
         };
         let seq = live.next_seq;
-        match codec::encode(event, self.config.blob_threshold, self.store.as_ref())
-            .and_then(|bytes| self.store.append(run, seq, &[bytes]))
-        {
-            Ok(()) => {
+        match codec::encode(event, self.config.blob_threshold, self.store.as_ref()) {
+            Ok(bytes) => {
+                self.unwritten.push(run, seq, bytes);
                 live.next_seq += 1;
                 Ok(())
             }
@@ -838,12 +963,38 @@ impl Driver {
         }
     }
 
+    /// Writes what was encoded since the last commit, then commits. If the
+    /// writes fail, the runs they belong to are dropped from memory (their
+    /// history in the store may now lack records the driver counted); they
+    /// resume from the store after a restart.
+    async fn durable(&mut self) -> Result<(), StoreError> {
+        self.write_unwritten()?;
+        self.store.commit().await
+    }
+
+    /// Writes what was encoded since the last commit (durable with the next
+    /// commit, or the store's periodic sync).
+    fn write_unwritten(&mut self) -> Result<(), StoreError> {
+        if self.unwritten.is_empty() {
+            return Ok(());
+        }
+        self.unwritten
+            .write_to(self.store.as_ref())
+            .map_err(|(e, runs)| {
+                tracing::error!(error = %e, runs = runs.len(), "could not write to the store; these runs stop here and resume after a restart");
+                for run in runs {
+                    self.drop_live(&run);
+                }
+                e
+            })
+    }
+
     async fn commit_and_apply(&mut self) {
         loop {
             if self.staged.is_empty() && self.after_commit.is_empty() {
                 return;
             }
-            if let Err(e) = self.store.commit().await {
+            if let Err(e) = self.durable().await {
                 // Nothing staged may be acted on: it might not survive. The
                 // runs stay in the store and resume after a restart.
                 tracing::error!(error = %e, "group commit failed; staged runs are dropped from memory");
@@ -879,7 +1030,7 @@ impl Driver {
                 // runs) need no wait; they ride on the next commit.
                 return;
             }
-            if let Err(e) = self.store.commit().await {
+            if let Err(e) = self.durable().await {
                 // Their attempts may not start before `task_started` is
                 // durable; held back for ever, the runs would look alive
                 // with nothing running. They resume after a restart.
@@ -1018,6 +1169,7 @@ impl Driver {
                             trigger: Arc::new(Value::Null),
                             inputs: (*inv.input).clone(),
                             parent: Some(parent),
+                            id: None,
                             reply: None,
                         });
                     }
@@ -1246,7 +1398,7 @@ impl Driver {
                 );
             }
             self.commit_and_apply().await;
-            self.store.commit().await?;
+            self.durable().await?;
             for inv in careful {
                 self.spawn_invocation(inv);
             }

@@ -19,7 +19,7 @@
 //!
 //! | tree | key | value |
 //! | --- | --- | --- |
-//! | `history` | run id, `0x00`, seq (u64 big-endian) | one event (JSON, see `allama_engine::codec`) |
+//! | `history` | run id, `0x00`, seq of the append's first record (u64 big-endian) | the records of one append: one event (JSON, see `allama_engine::codec`), or from version 3 several, framed (see `group`) |
 //! | `runs` | run id | [`RunSummary`] (JSON) |
 //! | `active` | run id | empty: the run has not finished |
 //! | `runs_by_scope` | scope, `0x00`, run id | empty: the runs of one scope (the part of the playbook id before its first `/`: a server's workspace), newest last |
@@ -35,6 +35,7 @@
 pub mod audit;
 pub mod backup;
 pub mod gate;
+mod group;
 pub mod names;
 pub mod secrets;
 
@@ -47,8 +48,12 @@ use allama_engine::store::{CommitFuture, RunStore, RunSummary, StoreError};
 use tokio::sync::oneshot;
 
 /// The layout version written by this code. Version 2 added
-/// `runs_by_scope`; [`SledStore::open`] migrates a version-1 store.
-pub const SCHEMA_VERSION: u32 = 2;
+/// `runs_by_scope`; version 3 lets one `history` value hold the several
+/// records of one append (a version-2 store is a valid version-3 store, so
+/// its migration only records the new version: older code, which would
+/// misread grouped values, then refuses the store as too new).
+/// [`SledStore::open`] migrates every earlier version.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Appends not followed by a commit are synced at least this often.
 pub const PERIODIC_SYNC: Duration = Duration::from_millis(20);
@@ -163,6 +168,7 @@ impl SledStore {
                 message,
             })?;
         }
+        // 2 → 3 rewrites nothing: version-2 values are valid version-3 values.
         if found != SCHEMA_VERSION || meta.get("schema_version").map_err(sled_err)?.is_none() {
             // The migrated data first, then the version that says it is there.
             db.flush().map_err(sled_err)?;
@@ -323,18 +329,18 @@ impl RunStore for SledStore {
                 "run id {run:?} contains a NUL byte"
             )));
         }
-        // One insert each, in order, not a sled batch: sled 0.34 seals and
-        // writes its log buffer twice for every batch (`pin_log`), a write
-        // and a `sync_file_range` each, which cost more than the steps of a
-        // run. Atomicity is not needed: sled recovers a prefix of its log, so
-        // a crash leaves a prefix of these records, and any prefix of a run's
-        // history is a state the run was in (none of them was acknowledged
-        // before the commit that follows).
-        for (i, r) in records.iter().enumerate() {
-            self.history
-                .insert(history_key(run, first_seq + i as u64), r.as_slice())
-                .map_err(io)?;
+        if records.is_empty() {
+            return Ok(());
         }
+        // One sled insert for the whole append, not one per record and not
+        // a sled batch: each insert costs a copy of the leaf it lands in,
+        // and sled 0.34 seals and writes its log buffer twice for every
+        // batch (`pin_log`). One value is also atomic: a crash keeps all of
+        // an append or none of it, and any prefix of a run's appends is a
+        // state the run was in (none was acknowledged before the commit).
+        self.history
+            .insert(history_key(run, first_seq), group::encode(records))
+            .map_err(io)?;
         self.committer.dirty();
         Ok(())
     }
@@ -343,20 +349,25 @@ impl RunStore for SledStore {
         let mut prefix = run.as_bytes().to_vec();
         prefix.push(0);
         let mut out = Vec::new();
-        for (n, kv) in self.history.scan_prefix(&prefix).enumerate() {
+        for kv in self.history.scan_prefix(&prefix) {
             let (k, v) = kv.map_err(io)?;
+            let n = out.len() as u64;
             let seq = k
                 .get(prefix.len()..)
                 .and_then(|b| b.try_into().ok())
                 .map(u64::from_be_bytes);
-            if seq != Some(n as u64) {
+            if seq != Some(n) {
                 return Err(StoreError::Corrupt {
                     run: run.to_string(),
-                    seq: n as u64,
+                    seq: n,
                     message: format!("the history has a gap: expected record {n}, found {seq:?}"),
                 });
             }
-            out.push(v.to_vec());
+            group::decode(&v, &mut out).map_err(|message| StoreError::Corrupt {
+                run: run.to_string(),
+                seq: n,
+                message,
+            })?;
         }
         Ok(out)
     }

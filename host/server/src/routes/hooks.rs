@@ -202,15 +202,29 @@ pub async fn deliver(
     let trigger = body_json(&headers, &body)?;
     let id = delivery_id(verified_id, &headers);
     let now = allama_engine::driver::now_ms();
+    // The run's id is chosen first, so the delivery's claim names it.
+    let run_id = allama_engine::driver::new_run_id();
     if let Some(id) = &id {
+        let started = |run: &str| {
+            matches!(
+                allama_engine::RunStore::summary(state.store.as_ref(), run),
+                Ok(Some(_))
+            )
+        };
         match state
             .deliveries
-            .claim(&workspace, &record.id, id, now)
+            .claim(&workspace, &record.id, id, &run_id, now, &started)
             .map_err(ApiError::internal)?
         {
             Claim::New => {}
             Claim::Duplicate { run } => {
                 state.metrics.webhook("duplicate");
+                // The run's index entry is written just before its start's
+                // commit: answer once that commit is done, so a duplicate is
+                // never told of a start a crash could still undo.
+                allama_engine::RunStore::commit(state.store.as_ref())
+                    .await
+                    .map_err(ApiError::internal)?;
                 let info = settle(&state, &run, q.wait_ms).await?;
                 return Ok((
                     StatusCode::OK,
@@ -234,7 +248,7 @@ pub async fn deliver(
     let started = state
         .runner
         .engine
-        .start_run(plan, trigger, Value::Object(Default::default()))
+        .start_run_as(run_id, plan, trigger, Value::Object(Default::default()))
         .await;
     let run = match started {
         Ok(run) => run,
@@ -245,14 +259,6 @@ pub async fn deliver(
             return Err(crate::routes::runs::engine_error(e));
         }
     };
-    if let Some(id) = &id {
-        // Durable with the next commit or periodic sync; the run's start
-        // (and the claim before it) already is.
-        state
-            .deliveries
-            .settle(&workspace, &record.id, id, &run, now)
-            .map_err(ApiError::internal)?;
-    }
     state.metrics.webhook("accepted");
     state.audit(
         &workspace,

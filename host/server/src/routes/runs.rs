@@ -109,7 +109,8 @@ pub(crate) fn engine_error(e: EngineError) -> ApiError {
             "stopping",
             "the server is stopping; try again when it is back",
         ),
-        e @ EngineError::Store(_) => ApiError::internal(e),
+        // The server chose the id: a clash is its own fault.
+        e @ (EngineError::Store(_) | EngineError::RunId(..)) => ApiError::internal(e),
     }
 }
 

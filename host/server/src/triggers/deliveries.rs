@@ -1,11 +1,17 @@
 //! Webhook delivery ids, so a delivery sent twice starts one run.
 //!
 //! Tree `webhook_deliveries`, key `workspace 0x00 playbook 0x00 id` →
-//! `{"run": …, "at": ms}`; tree `webhook_deliveries_by_time`, key
-//! `at (u64 big-endian) ++ that key` → empty, so pruning reads only what
-//! expired. An id is *claimed* (no run yet) before its run starts, so the
-//! claim is durable with the run's start; it is *settled* with the run id
-//! once the run has started.
+//! `{"run": …, "at": ms, "boot": n}`; tree `webhook_deliveries_by_time`,
+//! key `at (u64 big-endian) ++ that key` → empty, so pruning reads only what
+//! expired. An id is *claimed* with the id its run will have, before the
+//! run starts, so the claim is durable with the run's start, and one write
+//! records both. Whether that run started is the run store's to say: a
+//! claim whose run exists is a duplicate; one whose run does not exist is
+//! in flight if this process made it, and was left by a crash (taken over
+//! at once) if an earlier process did (`boot` tells them apart).
+//!
+//! Entries written before `boot` existed: `{"at"}` is a claim (taken over
+//! after [`STALE_CLAIM_MS`]), `{"run", "at"}` a settled delivery.
 
 use serde::{Deserialize, Serialize};
 
@@ -28,10 +34,13 @@ struct Entry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     run: Option<String>,
     at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    boot: Option<u64>,
 }
 
-/// A claim without a run older than this was left by a crash between the
-/// claim and the run's start; the next delivery takes it over.
+/// A claim whose run has not started after this long was left behind (a
+/// start that failed and could not be released, or an entry of an older
+/// version); the next delivery takes it over. A start takes milliseconds.
 pub const STALE_CLAIM_MS: u64 = 60_000;
 
 /// Delivery ids seen, per workspace and playbook.
@@ -40,6 +49,8 @@ pub struct Deliveries {
     by_time: allama_store::gate::Tree,
     /// How long an id is remembered.
     pub retention_ms: u64,
+    /// This process's claims, told from those of earlier processes.
+    boot: u64,
 }
 
 fn key(ws: &str, playbook: &str, id: &str) -> Vec<u8> {
@@ -62,6 +73,16 @@ fn encode(e: &Entry) -> Vec<u8> {
     serde_json::to_vec(e).unwrap_or_default()
 }
 
+fn new_boot() -> u64 {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 8];
+    if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
+        // Distinct across restarts without randomness too.
+        return allama_engine::driver::now_ms() ^ (u64::from(std::process::id()) << 40);
+    }
+    u64::from_be_bytes(b)
+}
+
 impl Deliveries {
     /// The delivery ids in `db`, remembered for `retention_ms`.
     pub fn open(db: &allama_store::gate::Db, retention_ms: u64) -> Result<Self, sled::Error> {
@@ -69,34 +90,55 @@ impl Deliveries {
             ids: db.open_tree("webhook_deliveries")?,
             by_time: db.open_tree("webhook_deliveries_by_time")?,
             retention_ms,
+            boot: new_boot(),
         })
     }
 
-    /// Claims a delivery id, or says who has it.
+    /// What an existing entry means now, `None` if it may be taken over.
+    fn existing(&self, v: &[u8], now: u64, started: &dyn Fn(&str) -> bool) -> Option<Claim> {
+        let Ok(e) = serde_json::from_slice::<Entry>(v) else {
+            return None; // damaged: taken over
+        };
+        let age = now.saturating_sub(e.at);
+        if age >= self.retention_ms {
+            return None;
+        }
+        match (e.run, e.boot) {
+            // Settled by an older version: its run started.
+            (Some(run), None) => Some(Claim::Duplicate { run }),
+            (Some(run), Some(_)) if started(&run) => Some(Claim::Duplicate { run }),
+            // This process is starting it now.
+            (Some(_), Some(boot)) if boot == self.boot && age < STALE_CLAIM_MS => {
+                Some(Claim::InFlight)
+            }
+            // An older version's claim.
+            (None, _) if age < STALE_CLAIM_MS => Some(Claim::InFlight),
+            // Never started: a crash before the start was written.
+            _ => None,
+        }
+    }
+
+    /// Claims a delivery id for the run `run` (not started yet), or says
+    /// who has it; `started` says whether a run exists.
     pub fn claim(
         &self,
         ws: &str,
         playbook: &str,
         id: &str,
+        run: &str,
         now: u64,
+        started: &dyn Fn(&str) -> bool,
     ) -> Result<Claim, sled::Error> {
         let k = key(ws, playbook, id);
-        let mine = encode(&Entry { run: None, at: now });
+        let mine = encode(&Entry {
+            run: Some(run.to_string()),
+            at: now,
+            boot: Some(self.boot),
+        });
         loop {
             let old = self.ids.get(&k)?;
-            if let Some(v) = &old {
-                match serde_json::from_slice::<Entry>(v) {
-                    Ok(Entry { run: Some(run), at })
-                        if now.saturating_sub(at) < self.retention_ms =>
-                    {
-                        return Ok(Claim::Duplicate { run });
-                    }
-                    Ok(Entry { run: None, at }) if now.saturating_sub(at) < STALE_CLAIM_MS => {
-                        return Ok(Claim::InFlight);
-                    }
-                    // Expired, stale or damaged: taken over below.
-                    _ => {}
-                }
+            if let Some(claim) = old.as_ref().and_then(|v| self.existing(v, now, started)) {
+                return Ok(claim);
             }
             if self
                 .ids
@@ -107,27 +149,6 @@ impl Deliveries {
                 return Ok(Claim::New);
             }
         }
-    }
-
-    /// Records the run a claimed delivery started.
-    pub fn settle(
-        &self,
-        ws: &str,
-        playbook: &str,
-        id: &str,
-        run: &str,
-        now: u64,
-    ) -> Result<(), sled::Error> {
-        let k = key(ws, playbook, id);
-        self.ids.insert(
-            &k,
-            encode(&Entry {
-                run: Some(run.to_string()),
-                at: now,
-            }),
-        )?;
-        self.by_time.insert(time_key(now, &k), &[])?;
-        Ok(())
     }
 
     /// Gives a claim up (its run could not start): a retry may try again.
@@ -143,7 +164,7 @@ impl Deliveries {
         for item in self.by_time.range(..cutoff.to_be_bytes().to_vec()) {
             let (t, _) = item?;
             let k = &t[8..];
-            // Only if the entry was not renewed since (settle writes a newer time).
+            // Only if the entry was not renewed since (a takeover writes a newer time).
             if let Some(v) = self.ids.get(k)?
                 && serde_json::from_slice::<Entry>(&v).is_ok_and(|e| e.at < cutoff)
             {
@@ -159,69 +180,146 @@ impl Deliveries {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
+    use std::sync::Mutex;
 
-    fn deliveries(retention_ms: u64) -> (tempfile::TempDir, Deliveries) {
+    fn deliveries(retention_ms: u64) -> (tempfile::TempDir, allama_store::gate::Db, Deliveries) {
         let d = tempfile::tempdir().unwrap();
         let db = allama_store::gate::Db::from(sled::open(d.path()).unwrap());
         let x = Deliveries::open(&db, retention_ms).unwrap();
-        (d, x)
+        (d, db, x)
+    }
+
+    /// The runs that exist, as the run store would say.
+    #[derive(Default)]
+    struct Runs(Mutex<HashSet<String>>);
+
+    impl Runs {
+        fn start(&self, run: &str) {
+            self.0.lock().unwrap().insert(run.to_string());
+        }
+        fn claim(
+            &self,
+            x: &Deliveries,
+            ws: &str,
+            pb: &str,
+            id: &str,
+            run: &str,
+            now: u64,
+        ) -> Claim {
+            x.claim(ws, pb, id, run, now, &|r| {
+                self.0.lock().unwrap().contains(r)
+            })
+            .unwrap()
+        }
     }
 
     #[test]
     fn an_id_starts_one_run_within_the_retention() {
-        let (_d, x) = deliveries(10_000);
-        assert_eq!(x.claim("soc", "triage", "msg_1", 1000).unwrap(), Claim::New);
+        let (_d, _db, x) = deliveries(10_000);
+        let runs = Runs::default();
         assert_eq!(
-            x.claim("soc", "triage", "msg_1", 1001).unwrap(),
+            runs.claim(&x, "soc", "triage", "msg_1", "r1", 1000),
+            Claim::New
+        );
+        // Its run has not started yet: a retry now is told to wait.
+        assert_eq!(
+            runs.claim(&x, "soc", "triage", "msg_1", "r2", 1001),
             Claim::InFlight
         );
-        x.settle("soc", "triage", "msg_1", "r1", 1002).unwrap();
+        runs.start("r1");
         assert_eq!(
-            x.claim("soc", "triage", "msg_1", 5000).unwrap(),
+            runs.claim(&x, "soc", "triage", "msg_1", "r3", 5000),
             Claim::Duplicate { run: "r1".into() }
         );
         // The same id for another playbook or workspace is another delivery.
-        assert_eq!(x.claim("soc", "other", "msg_1", 5000).unwrap(), Claim::New);
-        assert_eq!(x.claim("ir", "triage", "msg_1", 5000).unwrap(), Claim::New);
+        assert_eq!(
+            runs.claim(&x, "soc", "other", "msg_1", "r4", 5000),
+            Claim::New
+        );
+        assert_eq!(
+            runs.claim(&x, "ir", "triage", "msg_1", "r5", 5000),
+            Claim::New
+        );
         // Past the retention it is new again.
         assert_eq!(
-            x.claim("soc", "triage", "msg_1", 20_000).unwrap(),
+            runs.claim(&x, "soc", "triage", "msg_1", "r6", 20_000),
             Claim::New
         );
     }
 
     #[test]
-    fn a_claim_left_by_a_crash_is_taken_over_and_a_released_one_at_once() {
-        let (_d, x) = deliveries(3_600_000);
-        assert_eq!(x.claim("soc", "t", "a", 0).unwrap(), Claim::New);
+    fn a_claim_left_by_a_crash_is_taken_over_at_once_and_a_released_one_too() {
+        let (_d, db, x) = deliveries(3_600_000);
+        let runs = Runs::default();
+        assert_eq!(runs.claim(&x, "soc", "t", "a", "r1", 0), Claim::New);
+        // The process stops before r1's start was written; the next one
+        // (another boot) takes the claim over without waiting.
+        drop(x);
+        let x = Deliveries::open(&db, 3_600_000).unwrap();
+        assert_eq!(runs.claim(&x, "soc", "t", "a", "r2", 1), Claim::New);
+        assert_eq!(runs.claim(&x, "soc", "t", "a", "r3", 2), Claim::InFlight);
+        // A claim of this process whose run never started is given up
+        // after STALE_CLAIM_MS.
         assert_eq!(
-            x.claim("soc", "t", "a", STALE_CLAIM_MS - 1).unwrap(),
+            runs.claim(&x, "soc", "t", "a", "r4", STALE_CLAIM_MS + 1),
+            Claim::New
+        );
+        assert_eq!(runs.claim(&x, "soc", "t", "b", "r5", 0), Claim::New);
+        x.release("soc", "t", "b").unwrap();
+        assert_eq!(runs.claim(&x, "soc", "t", "b", "r6", 1), Claim::New);
+        // A started run is a duplicate for any process.
+        runs.start("r6");
+        let x = Deliveries::open(&db, 3_600_000).unwrap();
+        assert_eq!(
+            runs.claim(&x, "soc", "t", "b", "r7", 2),
+            Claim::Duplicate { run: "r6".into() }
+        );
+    }
+
+    #[test]
+    fn entries_of_the_earlier_format_keep_their_meaning() {
+        let (_d, db, x) = deliveries(3_600_000);
+        let runs = Runs::default();
+        let tree = db.open_tree("webhook_deliveries").unwrap();
+        tree.insert(key("soc", "t", "settled"), &br#"{"run":"r0","at":0}"#[..])
+            .unwrap();
+        tree.insert(key("soc", "t", "claimed"), &br#"{"at":0}"#[..])
+            .unwrap();
+        tree.insert(key("soc", "t", "damaged"), &b"{not json"[..])
+            .unwrap();
+        assert_eq!(
+            runs.claim(&x, "soc", "t", "settled", "r1", 10),
+            Claim::Duplicate { run: "r0".into() }
+        );
+        assert_eq!(
+            runs.claim(&x, "soc", "t", "claimed", "r2", 10),
             Claim::InFlight
         );
         assert_eq!(
-            x.claim("soc", "t", "a", STALE_CLAIM_MS).unwrap(),
+            runs.claim(&x, "soc", "t", "claimed", "r3", STALE_CLAIM_MS),
             Claim::New
         );
-        assert_eq!(x.claim("soc", "t", "b", 0).unwrap(), Claim::New);
-        x.release("soc", "t", "b").unwrap();
-        assert_eq!(x.claim("soc", "t", "b", 1).unwrap(), Claim::New);
+        assert_eq!(runs.claim(&x, "soc", "t", "damaged", "r4", 10), Claim::New);
     }
 
     #[test]
     fn pruning_forgets_only_what_expired() {
-        let (_d, x) = deliveries(1000);
+        let (_d, _db, x) = deliveries(1000);
+        let runs = Runs::default();
         for (id, at) in [("old", 0u64), ("mid", 500), ("new", 1500)] {
-            x.claim("soc", "t", id, at).unwrap();
-            x.settle("soc", "t", id, &format!("r-{id}"), at).unwrap();
+            let run = format!("r-{id}");
+            runs.claim(&x, "soc", "t", id, &run, at);
+            runs.start(&run);
         }
         assert_eq!(x.prune(1600).unwrap(), 2);
         assert_eq!(
-            x.claim("soc", "t", "new", 1600).unwrap(),
+            runs.claim(&x, "soc", "t", "new", "r9", 1600),
             Claim::Duplicate {
                 run: "r-new".into()
             }
         );
-        assert_eq!(x.claim("soc", "t", "old", 1600).unwrap(), Claim::New);
+        assert_eq!(runs.claim(&x, "soc", "t", "old", "r10", 1600), Claim::New);
         assert_eq!(x.prune(1600).unwrap(), 0);
     }
 
@@ -229,16 +327,21 @@ mod tests {
     fn hostile_ids_are_kept_as_they_are() {
         // Workspace and playbook names never hold NUL (they are checked
         // names), so only the id's own bytes follow the second NUL.
-        let (_d, x) = deliveries(10_000);
+        let (_d, _db, x) = deliveries(10_000);
+        let runs = Runs::default();
         for id in ["b\0c", "../../x", &"☃".repeat(100), ""] {
-            assert_eq!(x.claim("soc", "a", id, 0).unwrap(), Claim::New, "{id:?}");
-            x.settle("soc", "a", id, "r1", 0).unwrap();
             assert_eq!(
-                x.claim("soc", "a", id, 1).unwrap(),
+                runs.claim(&x, "soc", "a", id, "r1", 0),
+                Claim::New,
+                "{id:?}"
+            );
+            runs.start("r1");
+            assert_eq!(
+                runs.claim(&x, "soc", "a", id, "r2", 1),
                 Claim::Duplicate { run: "r1".into() },
                 "{id:?}"
             );
         }
-        assert_eq!(x.claim("soc", "a", "b", 1).unwrap(), Claim::New);
+        assert_eq!(runs.claim(&x, "soc", "a", "b", "r3", 1), Claim::New);
     }
 }
