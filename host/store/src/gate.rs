@@ -81,6 +81,11 @@ impl Tree {
         self.inner.iter()
     }
 
+    /// The entry with the greatest key below `key`.
+    pub fn get_lt(&self, key: impl AsRef<[u8]>) -> sled::Result<Option<(IVec, IVec)>> {
+        self.inner.get_lt(key)
+    }
+
     /// The entries whose keys are in `range`.
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> sled::Iter {
         self.inner.range(range)

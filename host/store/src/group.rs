@@ -2,7 +2,9 @@
 //!
 //! A single record is stored as itself (an event is a JSON object, so its
 //! first byte is `{`, as in version-2 stores). Several are [`GROUP`]
-//! followed by each record as a u32 big-endian length and its bytes.
+//! followed by each record as a u32 big-endian length and its bytes. A
+//! value may be extended by later appends of the same run (see
+//! `SledStore::append`).
 
 /// First byte of a value holding several records (never the start of JSON).
 const GROUP: u8 = 0x01;
@@ -25,6 +27,40 @@ pub(crate) fn encode(records: &[Vec<u8>]) -> Vec<u8> {
         out.extend_from_slice(r);
     }
     out
+}
+
+/// `value` (one stored append) with `records` added after its own.
+pub(crate) fn extend(value: &[u8], records: &[Vec<u8>]) -> Vec<u8> {
+    let added = records.iter().map(|r| 4 + r.len()).sum::<usize>();
+    let mut out;
+    if value.first() == Some(&GROUP) {
+        out = Vec::with_capacity(value.len() + added);
+        out.extend_from_slice(value);
+    } else {
+        out = Vec::with_capacity(1 + 4 + value.len() + added);
+        out.push(GROUP);
+        out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+        out.extend_from_slice(value);
+    }
+    for r in records {
+        out.extend_from_slice(&(r.len() as u32).to_be_bytes());
+        out.extend_from_slice(r);
+    }
+    out
+}
+
+/// How many records `value` holds, if it is whole.
+pub(crate) fn count(value: &[u8]) -> Option<usize> {
+    let Some((&GROUP, mut rest)) = value.split_first() else {
+        return Some(1);
+    };
+    let mut n = 0;
+    while !rest.is_empty() {
+        let (len, tail) = rest.split_first_chunk::<4>()?;
+        rest = tail.get(u32::from_be_bytes(*len) as usize..)?;
+        n += 1;
+    }
+    (n > 0).then_some(n)
 }
 
 /// Appends the records of `value` to `out`; says what is wrong with a
@@ -91,6 +127,24 @@ mod tests {
             "{\"é\":\"☃\"}".as_bytes().to_vec(),
         ];
         assert_eq!(round_trip(&rs), rs);
+    }
+
+    #[test]
+    fn extending_keeps_every_record_in_order() {
+        let one = b"{\"a\":1}".to_vec();
+        let v = encode(std::slice::from_ref(&one));
+        assert_eq!(count(&v), Some(1));
+        let more = vec![b"{\"b\":2}".to_vec(), b"{}".to_vec()];
+        let v = extend(&v, &more);
+        assert_eq!(count(&v), Some(3));
+        let v = extend(&v, &[b"{\"c\":3}".to_vec()]);
+        let mut out = Vec::new();
+        decode(&v, &mut out).unwrap();
+        assert_eq!(
+            out,
+            [one, more[0].clone(), more[1].clone(), b"{\"c\":3}".to_vec()]
+        );
+        assert_eq!(count(&v[..v.len() - 1]), None);
     }
 
     #[test]

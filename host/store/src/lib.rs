@@ -19,7 +19,7 @@
 //!
 //! | tree | key | value |
 //! | --- | --- | --- |
-//! | `history` | run id, `0x00`, seq of the append's first record (u64 big-endian) | the records of one append: one event (JSON, see `allama_engine::codec`), or from version 3 several, framed (see `group`) |
+//! | `history` | run id, `0x00`, seq of the value's first record (u64 big-endian) | one event (JSON, see `allama_engine::codec`), or from version 3 several, framed (see `group`): later appends of the run extend its last value up to 4 KiB |
 //! | `runs` | run id | [`RunSummary`] (JSON) |
 //! | `active` | run id | empty: the run has not finished |
 //! | `runs_by_scope` | scope, `0x00`, run id | empty: the runs of one scope (the part of the playbook id before its first `/`: a server's workspace), newest last |
@@ -64,6 +64,9 @@ pub struct SledStore {
     /// The same database behind the write gate, for every writer.
     gated: gate::Db,
     history: gate::Tree,
+    /// Each unfinished run's last history value (appends extend it), which
+    /// also makes appends one at a time.
+    tails: Mutex<std::collections::HashMap<String, Tail>>,
     runs: gate::Tree,
     active: gate::Tree,
     by_scope: gate::Tree,
@@ -185,6 +188,7 @@ impl SledStore {
         drop((runs, by_scope));
         Ok(Self {
             history: gated.open_tree("history").map_err(sled_err)?,
+            tails: Mutex::default(),
             runs: gated.open_tree("runs").map_err(sled_err)?,
             active: gated.open_tree("active").map_err(sled_err)?,
             by_scope: gated.open_tree("runs_by_scope").map_err(sled_err)?,
@@ -314,6 +318,20 @@ impl SledStore {
     }
 }
 
+/// A history value is extended by later appends up to this size; past it,
+/// an append starts a new value.
+const HISTORY_VALUE_BYTES: usize = 4096;
+
+/// Runs whose last history value is remembered; past it the memory starts
+/// over (a value is then read back once).
+const MAX_TAILS: usize = 65_536;
+
+/// A run's last history value, as last written.
+struct Tail {
+    first_seq: u64,
+    value: sled::IVec,
+}
+
 fn history_key(run: &str, seq: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(run.len() + 9);
     k.extend_from_slice(run.as_bytes());
@@ -332,15 +350,61 @@ impl RunStore for SledStore {
         if records.is_empty() {
             return Ok(());
         }
-        // One sled insert for the whole append, not one per record and not
-        // a sled batch: each insert costs a copy of the leaf it lands in,
-        // and sled 0.34 seals and writes its log buffer twice for every
-        // batch (`pin_log`). One value is also atomic: a crash keeps all of
-        // an append or none of it, and any prefix of a run's appends is a
-        // state the run was in (none was acknowledged before the commit).
-        self.history
-            .insert(history_key(run, first_seq), group::encode(records))
-            .map_err(io)?;
+        // One sled write for the whole append, not one per record and not
+        // a sled batch (sled 0.34 seals and writes its log buffer twice for
+        // every batch, `pin_log`). And where it fits, the run's last value
+        // is rewritten with these records added instead of a new key being
+        // made: every new key grows a leaf, and sled splits its leaves every
+        // few keys, rewriting both halves; a rewrite of a small value costs
+        // a fraction of that. One value is atomic: a crash keeps all of an
+        // append or none of it, and any prefix of a run's appends is a state
+        // the run was in (none was acknowledged before the commit).
+        let mut tails = self.tails.lock().unwrap_or_else(|e| e.into_inner());
+        let added: usize = records.iter().map(|r| 4 + r.len()).sum();
+        // The run's last value: remembered from its last append in this
+        // process, else read (the first append after a restart). A run's
+        // first append has none.
+        let last = match tails.get(run) {
+            Some(t) => Some((t.first_seq, t.value.clone())),
+            None if first_seq == 0 => None,
+            None => {
+                let key = history_key(run, first_seq);
+                self.history
+                    .get_lt(&key)
+                    .map_err(io)?
+                    .filter(|(k, _)| {
+                        k.len() == key.len() && k[..run.len() + 1] == key[..run.len() + 1]
+                    })
+                    .and_then(|(k, v)| {
+                        let first = u64::from_be_bytes(k[run.len() + 1..].try_into().ok()?);
+                        Some((first, v))
+                    })
+            }
+        };
+        let (first, value) = match last {
+            Some((first, value))
+                if value.len() + added <= HISTORY_VALUE_BYTES
+                    && group::count(&value).and_then(|c| first.checked_add(c as u64))
+                        == Some(first_seq) =>
+            {
+                (first, sled::IVec::from(group::extend(&value, records)))
+            }
+            _ => (first_seq, sled::IVec::from(group::encode(records))),
+        };
+        if let Err(e) = self.history.insert(history_key(run, first), value.clone()) {
+            tails.remove(run);
+            return Err(io(e));
+        }
+        if tails.len() >= MAX_TAILS {
+            tails.clear();
+        }
+        tails.insert(
+            run.to_string(),
+            Tail {
+                first_seq: first,
+                value,
+            },
+        );
         self.committer.dirty();
         Ok(())
     }
@@ -386,6 +450,11 @@ impl RunStore for SledStore {
             self.active.insert(summary.id.as_bytes(), &[]).map_err(io)?;
         } else {
             self.active.remove(summary.id.as_bytes()).map_err(io)?;
+            // Finished: its history is extended no more, or read back if it is.
+            self.tails
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&summary.id);
         }
         self.committer.dirty();
         Ok(())

@@ -342,8 +342,45 @@ fn damaged_grouped_histories_are_typed_errors() {
     tree.insert(&k0, &whole[..whole.len() - 3]).unwrap();
     let e = s.history("rg").expect_err("cut short");
     assert!(e.to_string().contains("rg"), "{e}");
-    // A group of one record where two were: the next append's seq is a gap.
+    // A value of one record where three were, then one at seq 3: a gap.
     tree.insert(&k0, &b"{\"a\":1}"[..]).unwrap();
+    let mut k3 = b"rg\0".to_vec();
+    k3.extend_from_slice(&3u64.to_be_bytes());
+    tree.insert(&k3, &b"{\"d\":4}"[..]).unwrap();
     let e = s.history("rg").expect_err("gap");
     assert!(e.to_string().contains("gap"), "{e}");
+}
+
+/// Appends extend a run's last value up to a size, then start a new one:
+/// a long history is a few values, read back whole and in order, and runs
+/// whose ids share a prefix never extend each other's.
+#[tokio::test]
+async fn appends_extend_the_last_value_up_to_a_size() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = SledStore::open(dir.path()).expect("opens");
+    let record = |i: usize| format!("{{\"i\":{i},\"pad\":\"{}\"}}", "x".repeat(90)).into_bytes();
+    for i in 0..200 {
+        s.append("rlong", i as u64, &[record(i)]).unwrap();
+        s.append("rlong2", i as u64, &[record(1000 + i)]).unwrap();
+    }
+    s.commit().await.unwrap();
+    assert_eq!(
+        s.history("rlong").unwrap(),
+        (0..200).map(record).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        s.history("rlong2").unwrap(),
+        (1000..1200).map(record).collect::<Vec<_>>()
+    );
+    let values = s
+        .db()
+        .open_tree("history")
+        .unwrap()
+        .scan_prefix(b"rlong\0")
+        .count();
+    // ~20 KB of records in values of at most 4 KiB.
+    assert!((5..=10).contains(&values), "{values} values");
+    drop(s);
+    let s = SledStore::open(dir.path()).expect("reopens");
+    assert_eq!(s.history("rlong").unwrap().len(), 200);
 }
