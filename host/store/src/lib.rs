@@ -20,8 +20,8 @@
 //! | tree | key | value |
 //! | --- | --- | --- |
 //! | `history` | run id, `0x00`, seq of the value's first record (u64 big-endian) | one event (JSON, see `allama_engine::codec`), or from version 3 several, framed (see `group`): later appends of the run extend its last value up to 4 KiB |
-//! | `runs` | run id | [`RunSummary`] (JSON) |
-//! | `active` | run id | empty: the run has not finished |
+//! | `runs` | run id | [`RunSummary`] (JSON) of a finished run |
+//! | `active` | run id | [`RunSummary`] (JSON) of a run that has not finished (version 2: empty, its summary in `runs`) |
 //! | `runs_by_scope` | scope, `0x00`, run id | empty: the runs of one scope (the part of the playbook id before its first `/`: a server's workspace), newest last |
 //!
 //! Blobs (payloads over the codec's threshold, playbook sources) are files,
@@ -48,11 +48,10 @@ use allama_engine::store::{CommitFuture, RunStore, RunSummary, StoreError};
 use tokio::sync::oneshot;
 
 /// The layout version written by this code. Version 2 added
-/// `runs_by_scope`; version 3 lets one `history` value hold the several
-/// records of one append (a version-2 store is a valid version-3 store, so
-/// its migration only records the new version: older code, which would
-/// misread grouped values, then refuses the store as too new).
-/// [`SledStore::open`] migrates every earlier version.
+/// `runs_by_scope`; version 3 keeps a running run's index entry in
+/// `active` (not `runs`) and lets one `history` value hold several
+/// records. [`SledStore::open`] migrates every earlier version; older code
+/// refuses a newer store.
 pub const SCHEMA_VERSION: u32 = 3;
 
 /// Appends not followed by a commit are synced at least this often.
@@ -171,7 +170,15 @@ impl SledStore {
                 message,
             })?;
         }
-        // 2 → 3 rewrites nothing: version-2 values are valid version-3 values.
+        if found < 3 {
+            migrate_2_to_3(&runs, &db.open_tree("active").map_err(sled_err)?).map_err(
+                |message| OpenError::Migration {
+                    dir: dir.to_path_buf(),
+                    from: found,
+                    message,
+                },
+            )?;
+        }
         if found != SCHEMA_VERSION || meta.get("schema_version").map_err(sled_err)?.is_none() {
             // The migrated data first, then the version that says it is there.
             db.flush().map_err(sled_err)?;
@@ -261,6 +268,28 @@ fn migrate_1_to_2(runs: &sled::Tree, by_scope: &sled::Tree) -> Result<(), String
         by_scope
             .insert(scope_key(scope_of(&summary.playbook), &run), &[])
             .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Version 2 kept every run's entry in `runs` and marked running runs in
+/// `active` with an empty value; version 3 keeps a running run's entry in
+/// `active`. Idempotent: an entry already moved is only removed from `runs`.
+/// (Version 3 also lets a `history` value hold several records, which needs
+/// no rewrite: a version-2 value is one record.)
+fn migrate_2_to_3(runs: &sled::Tree, active: &sled::Tree) -> Result<(), String> {
+    for item in active.iter() {
+        let (id, v) = item.map_err(|e| e.to_string())?;
+        if v.is_empty() {
+            match runs.get(&id).map_err(|e| e.to_string())? {
+                Some(summary) => {
+                    active.insert(&id, summary).map_err(|e| e.to_string())?;
+                }
+                // Marked running with no entry at all: nothing to move.
+                None => continue,
+            }
+        }
+        runs.remove(&id).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -438,18 +467,31 @@ impl RunStore for SledStore {
 
     fn put_summary(&self, summary: &RunSummary) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(summary).map_err(io)?;
-        let known = self.runs.insert(summary.id.as_bytes(), bytes).map_err(io)?;
-        // Indexed with the run's first summary (a run keeps its playbook;
-        // version-1 stores are indexed by their migration).
-        if known.is_none() {
-            self.by_scope
-                .insert(scope_key(scope_of(&summary.playbook), &summary.id), &[])
-                .map_err(io)?;
-        }
+        // A running run's entry is in `active`, a finished one's in `runs`:
+        // a run's index costs a write at its start and one at its end, and
+        // `runs` only ever grows by finished runs.
         if summary.status == "running" {
-            self.active.insert(summary.id.as_bytes(), &[]).map_err(io)?;
+            let known = self
+                .active
+                .insert(summary.id.as_bytes(), bytes)
+                .map_err(io)?;
+            // Indexed with the run's first summary (a run keeps its playbook;
+            // version-1 stores are indexed by their migration).
+            if known.is_none() {
+                self.by_scope
+                    .insert(scope_key(scope_of(&summary.playbook), &summary.id), &[])
+                    .map_err(io)?;
+            }
         } else {
-            self.active.remove(summary.id.as_bytes()).map_err(io)?;
+            // The end first: a crash between the two leaves both entries,
+            // and the finished one wins.
+            let known = self.runs.insert(summary.id.as_bytes(), bytes).map_err(io)?;
+            let was_running = self.active.remove(summary.id.as_bytes()).map_err(io)?;
+            if known.is_none() && was_running.is_none() {
+                self.by_scope
+                    .insert(scope_key(scope_of(&summary.playbook), &summary.id), &[])
+                    .map_err(io)?;
+            }
             // Finished: its history is extended no more, or read back if it is.
             self.tails
                 .lock()
@@ -461,25 +503,52 @@ impl RunStore for SledStore {
     }
 
     fn summary(&self, run: &str) -> Result<Option<RunSummary>, StoreError> {
-        match self.runs.get(run.as_bytes()).map_err(io)? {
-            Some(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt {
+        let entry = match self.runs.get(run.as_bytes()).map_err(io)? {
+            Some(b) => Some(b),
+            None => self
+                .active
+                .get(run.as_bytes())
+                .map_err(io)?
+                .filter(|b| !b.is_empty()),
+        };
+        entry
+            .map(|b| {
+                serde_json::from_slice(&b).map_err(|e| StoreError::Corrupt {
                     run: run.to_string(),
                     seq: 0,
                     message: format!("run index entry: {e}"),
-                }),
-            None => Ok(None),
-        }
+                })
+            })
+            .transpose()
     }
 
     fn summaries(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError> {
+        // Finished and running runs, merged newest first (ids sort by time).
+        let mut done = self.runs.iter().rev().peekable();
+        let mut running = self.active.iter().rev().peekable();
         let mut out = Vec::new();
-        for kv in self.runs.iter().rev() {
-            if out.len() >= limit {
-                break;
+        while out.len() < limit {
+            let order = match (done.peek(), running.peek()) {
+                (None, None) => break,
+                (Some(_), None) | (Some(Err(_)), _) => std::cmp::Ordering::Greater,
+                (None, Some(_)) | (_, Some(Err(_))) => std::cmp::Ordering::Less,
+                (Some(Ok((d, _))), Some(Ok((r, _)))) => d.cmp(r),
+            };
+            if order == std::cmp::Ordering::Equal {
+                // Both (a crash between a run's two end writes): the end wins.
+                running.next();
             }
-            let (k, v) = kv.map_err(io)?;
+            let take_done = order != std::cmp::Ordering::Less;
+            let next = if take_done {
+                done.next()
+            } else {
+                running.next()
+            };
+            let Some(item) = next else { break };
+            let (k, v) = item.map_err(io)?;
+            if v.is_empty() {
+                continue;
+            }
             let s: RunSummary = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
                 run: String::from_utf8_lossy(&k).into_owned(),
                 seq: 0,

@@ -298,15 +298,35 @@ async fn a_version_2_store_is_migrated() {
             .insert("r1", serde_json::to_vec(&s).unwrap())
             .unwrap();
         db.open_tree("active").unwrap().insert("r1", &[]).unwrap();
-        db.open_tree("runs_by_scope")
+        let mut done = summary("r0", "succeeded", 0);
+        done.playbook = "soc/triage".into();
+        db.open_tree("runs")
             .unwrap()
-            .insert(b"soc\0r1", &[])
+            .insert("r0", serde_json::to_vec(&done).unwrap())
             .unwrap();
+        for k in [&b"soc\0r0"[..], b"soc\0r1"] {
+            db.open_tree("runs_by_scope")
+                .unwrap()
+                .insert(k, &[])
+                .unwrap();
+        }
         db.flush().unwrap();
     }
     let s = SledStore::open(dir.path()).expect("migrates");
     let n = |i: u64| format!("{{\"n\":{i}}}").into_bytes();
     assert_eq!(s.history("r1").unwrap(), [n(0), n(1), n(2)]);
+    // The running run's entry moved to `active`; the finished one stayed.
+    let runs = s.db().open_tree("runs").unwrap();
+    assert!(runs.get("r1").unwrap().is_none());
+    drop(runs);
+    assert_eq!(s.summary("r1").unwrap().unwrap().status, "running");
+    assert_eq!(s.summary("r0").unwrap().unwrap().status, "succeeded");
+    let listed: Vec<String> = s.summaries(10).unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(listed, ["r1", "r0"]);
+    let (in_soc, _) = s
+        .runs_in("soc", &allama_store::RunFilter::default(), 10)
+        .unwrap();
+    assert_eq!(in_soc.len(), 2);
     s.append("r1", 3, &[n(3), n(4)]).unwrap();
     s.commit().await.unwrap();
     assert_eq!(s.active().unwrap(), ["r1"]);
@@ -383,4 +403,51 @@ async fn appends_extend_the_last_value_up_to_a_size() {
     drop(s);
     let s = SledStore::open(dir.path()).expect("reopens");
     assert_eq!(s.history("rlong").unwrap().len(), 200);
+}
+
+/// A run's index entry moves from `active` to `runs` as it ends; a crash
+/// between the two writes leaves both, and the finished entry wins
+/// everywhere. The index lists running and finished runs together.
+#[test]
+fn a_runs_entry_moves_when_it_ends_and_the_end_wins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = SledStore::open(dir.path()).expect("opens");
+    for id in ["r1", "r2", "r3"] {
+        s.put_summary(&summary(id, "running", 1)).unwrap();
+    }
+    s.put_summary(&summary("r2", "succeeded", 1)).unwrap();
+    assert_eq!(s.active().unwrap(), ["r1", "r3"]);
+    let ids = |s: &SledStore| -> Vec<(String, String)> {
+        s.summaries(10)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.id, r.status))
+            .collect()
+    };
+    assert_eq!(
+        ids(&s),
+        [
+            ("r3".into(), "running".into()),
+            ("r2".into(), "succeeded".into()),
+            ("r1".into(), "running".into())
+        ]
+    );
+    assert_eq!(s.summaries(1).unwrap().len(), 1);
+    // The crash window: r3's end written, its running entry still there.
+    s.db()
+        .open_tree("runs")
+        .unwrap()
+        .insert(
+            "r3",
+            serde_json::to_vec(&summary("r3", "failed", 1)).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(s.summary("r3").unwrap().unwrap().status, "failed");
+    assert_eq!(ids(&s)[0], ("r3".to_string(), "failed".to_string()));
+    assert_eq!(ids(&s).len(), 3);
+    // Each run is listed under its scope once.
+    let (listed, _) = s
+        .runs_in("", &allama_store::RunFilter::default(), 10)
+        .unwrap();
+    assert_eq!(listed.len(), 3);
 }

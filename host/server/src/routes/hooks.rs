@@ -133,10 +133,15 @@ pub async fn deliver(
         .map_err(ApiError::internal)?
         .filter(|r| r.enabled)
         .ok_or_else(no_hook)?;
-    let plan = state
-        .runner
-        .plans
-        .current(&workspace, &record.id)
+    // The current version of the record just read (not a second read).
+    let plan = record
+        .current()
+        .and_then(|v| {
+            state
+                .runner
+                .plans
+                .version(&workspace, &record.id, &v.digest)
+        })
         .ok_or_else(no_hook)?;
     let scheme = webhook_of(&plan.playbook).ok_or_else(no_hook)?;
     let body = body.map_err(|e| {

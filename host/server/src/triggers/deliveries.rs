@@ -135,18 +135,28 @@ impl Deliveries {
             at: now,
             boot: Some(self.boot),
         });
+        // Most ids are new: try to claim first, look only if one is there.
+        let mut old: Option<sled::IVec> = None;
         loop {
-            let old = self.ids.get(&k)?;
-            if let Some(claim) = old.as_ref().and_then(|v| self.existing(v, now, started)) {
-                return Ok(claim);
-            }
-            if self
+            match self
                 .ids
                 .compare_and_swap(&k, old.as_ref(), Some(mine.clone()))?
-                .is_ok()
             {
-                self.by_time.insert(time_key(now, &k), &[])?;
-                return Ok(Claim::New);
+                Ok(()) => {
+                    self.by_time.insert(time_key(now, &k), &[])?;
+                    return Ok(Claim::New);
+                }
+                Err(e) => {
+                    if let Some(claim) = e
+                        .current
+                        .as_ref()
+                        .and_then(|v| self.existing(v, now, started))
+                    {
+                        return Ok(claim);
+                    }
+                    // Expired, stale or damaged: take it over from what it is.
+                    old = e.current;
+                }
             }
         }
     }
