@@ -8,6 +8,17 @@ use allama_store::{OpenError, SledStore};
 /// A blob name (a SHA-256 in hex).
 const H1: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
+/// A sled database that says it is a store of schema `version`, written
+/// with sled directly, as that version's code did.
+fn store_of_version(dir: &std::path::Path, version: u32) -> sled::Db {
+    let db = sled::open(dir).expect("sled");
+    db.open_tree("meta")
+        .unwrap()
+        .insert("schema_version", &version.to_be_bytes())
+        .unwrap();
+    db
+}
+
 fn summary(id: &str, status: &str, started_at: u64) -> RunSummary {
     RunSummary {
         id: id.into(),
@@ -172,11 +183,7 @@ fn a_version_1_store_is_migrated() {
     use allama_store::RunFilter;
     let dir = tempfile::tempdir().expect("tempdir");
     {
-        let db = sled::open(dir.path()).expect("sled");
-        db.open_tree("meta")
-            .unwrap()
-            .insert("schema_version", &1u32.to_be_bytes())
-            .unwrap();
+        let db = store_of_version(dir.path(), 1);
         let runs = db.open_tree("runs").unwrap();
         for (id, pb, status) in [
             ("r001", "soc/triage", "succeeded"),
@@ -248,11 +255,7 @@ fn a_version_1_store_is_migrated() {
 fn a_failed_migration_names_the_entry_and_can_be_retried() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
-        let db = sled::open(dir.path()).expect("sled");
-        db.open_tree("meta")
-            .unwrap()
-            .insert("schema_version", &1u32.to_be_bytes())
-            .unwrap();
+        let db = store_of_version(dir.path(), 1);
         db.open_tree("runs")
             .unwrap()
             .insert("rbad", &b"{oops"[..])
@@ -278,11 +281,7 @@ fn a_failed_migration_names_the_entry_and_can_be_retried() {
 async fn a_version_2_store_is_migrated() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
-        let db = sled::open(dir.path()).expect("sled");
-        db.open_tree("meta")
-            .unwrap()
-            .insert("schema_version", &2u32.to_be_bytes())
-            .unwrap();
+        let db = store_of_version(dir.path(), 2);
         let history = db.open_tree("history").unwrap();
         for seq in 0..3u64 {
             let mut k = b"r1\0".to_vec();
