@@ -287,6 +287,28 @@ fn bench_runtime_prints_its_bench_line() {
     }
 }
 
+/// The server bench end to end, small: every delivery is accepted and its
+/// run finishes (the bench fails otherwise), and the last line has every figure.
+#[test]
+fn bench_server_prints_its_bench_line() {
+    let o = allama(&["bench", "server", "--runs", "300", "--connections", "4"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("300 signed deliveries over 4 connections"),
+        "{err}"
+    );
+    assert!(err.contains("(300 runs timed)"), "{err}");
+    let last = out.lines().last().unwrap();
+    assert!(last.starts_with("BENCH server webhooks_per_s="), "{last}");
+    for key in [" runs_per_s=", " p50_ms=", " p99_ms=", " rss_mb="] {
+        assert!(last.contains(key), "{last} lacks {key}");
+    }
+    let o = allama(&["bench", "server", "--runs", "0"]);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("at least 1"), "{}", text(&o).1);
+}
+
 #[test]
 fn compiled_components_are_cached_between_runs() {
     let cache = tempfile::tempdir().unwrap();
