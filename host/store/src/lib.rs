@@ -137,13 +137,12 @@ impl SledStore {
             dir: dir.to_path_buf(),
             message: e.to_string(),
         })?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             // The committer thread decides when to flush.
             .flush_every_ms(None)
-            .cache_capacity(64 * 1024 * 1024)
-            .open()
-            .map_err(sled_err)?;
+            .cache_capacity(64 * 1024 * 1024);
+        let db = open_when_unlocked(&config).map_err(sled_err)?;
         let meta = db.open_tree("meta").map_err(sled_err)?;
         let runs = db.open_tree("runs").map_err(sled_err)?;
         let by_scope = db.open_tree("runs_by_scope").map_err(sled_err)?;
@@ -240,6 +239,30 @@ impl SledStore {
     /// write through the gate a backup closes.
     pub fn db(&self) -> &gate::Db {
         &self.gated
+    }
+}
+
+/// How long [`SledStore::open`] waits for a database this process just
+/// closed to be unlocked.
+const UNLOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Opens sled, waiting (up to [`UNLOCK_WAIT`]) while its file lock is held:
+/// sled releases the lock when the last of its I/O threads lets go of a
+/// closed database, a moment after the close, so reopening at once (a
+/// restore checking what it wrote, a restart in one process) can find it
+/// still locked. A lock held by another process is still refused, later.
+fn open_when_unlocked(config: &sled::Config) -> sled::Result<sled::Db> {
+    let until = std::time::Instant::now() + UNLOCK_WAIT;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < until =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
     }
 }
 

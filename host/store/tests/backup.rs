@@ -166,8 +166,14 @@ async fn a_backup_taken_while_writers_run_is_one_instant() {
     for (n, bytes) in files.iter().enumerate() {
         let target = d.path().join(format!("r{n}"));
         backup::restore(&bytes[..], &target).unwrap();
-        let r = sled::open(&target).unwrap();
-        let count = |name: &str| r.open_tree(name).unwrap().scan_prefix(b"pair-").count();
+        let r = SledStore::open(&target).unwrap();
+        let count = |name: &str| {
+            r.db()
+                .open_tree(name)
+                .unwrap()
+                .scan_prefix(b"pair-")
+                .count()
+        };
         let (a, b) = (count("first"), count("second"));
         assert!(
             a == b || a == b + 1,

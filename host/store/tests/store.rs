@@ -19,6 +19,12 @@ fn store_of_version(dir: &std::path::Path, version: u32) -> sled::Db {
     db
 }
 
+/// The schema version an open store records.
+fn schema_version(s: &SledStore) -> Vec<u8> {
+    let meta = s.db().open_tree("meta").unwrap();
+    meta.get("schema_version").unwrap().unwrap().to_vec()
+}
+
 fn summary(id: &str, status: &str, started_at: u64) -> RunSummary {
     RunSummary {
         id: id.into(),
@@ -227,16 +233,9 @@ fn a_version_1_store_is_migrated() {
     };
     assert_eq!(ids("soc", &running, 10).0, ["r002"]);
     assert_eq!(s.active().unwrap(), ["r002"]);
-    let version = s
-        .db()
-        .open_tree("meta")
-        .unwrap()
-        .get("schema_version")
-        .unwrap()
-        .unwrap();
     assert_eq!(
-        version.as_ref(),
-        &allama_store::SCHEMA_VERSION.to_be_bytes()
+        schema_version(&s),
+        allama_store::SCHEMA_VERSION.to_be_bytes()
     );
     // New runs join the index as they are written.
     let mut r = summary("r006", "running", 2);
@@ -329,14 +328,7 @@ async fn a_version_2_store_is_migrated() {
     s.append("r1", 3, &[n(3), n(4)]).unwrap();
     s.commit().await.unwrap();
     assert_eq!(s.active().unwrap(), ["r1"]);
-    let version = s
-        .db()
-        .open_tree("meta")
-        .unwrap()
-        .get("schema_version")
-        .unwrap()
-        .unwrap();
-    assert_eq!(version.as_ref(), &3u32.to_be_bytes());
+    assert_eq!(schema_version(&s), 3u32.to_be_bytes());
     drop(s);
     let s = SledStore::open(dir.path()).expect("reopens");
     assert_eq!(s.history("r1").unwrap(), (0..5).map(n).collect::<Vec<_>>());
