@@ -281,7 +281,10 @@ async fn send_all(
                     .body(Full::new(d.body.clone()))?;
                 sender.ready().await?;
                 let at = Instant::now();
-                let resp = sender.send_request(req).await?;
+                // A server that stops answering fails the bench, not hangs it.
+                let resp = tokio::time::timeout(Duration::from_secs(60), sender.send_request(req))
+                    .await
+                    .with_context(|| format!("delivery {} unanswered after 60 s", d.id))??;
                 let status = resp.status();
                 let body = resp.into_body().collect().await?.to_bytes();
                 if status != hyper::StatusCode::ACCEPTED {

@@ -1001,3 +1001,89 @@ async fn a_run_is_written_to_its_history_before_the_index_says_running() {
     }
     assert_eq!(*store.violations.lock().unwrap(), Vec::<String>::new());
 }
+
+/// A caller may choose a run's id (a webhook claim records it first), but
+/// only a fresh id of the shape `new_run_id` makes: a taken id, a child
+/// run's id or anything else is refused, and nothing is stored for it.
+#[tokio::test]
+async fn a_chosen_run_id_must_be_fresh_and_well_formed() {
+    let p = plan(LINEAR);
+    let store = Arc::new(MemoryStore::new());
+    let e = engine(store.clone(), Arc::new(Echo::default()), &[&p]).await;
+    let id = allama_engine::driver::new_run_id();
+    let inputs = || json!({"ip": "192.0.2.4"});
+    let got = e
+        .start_run_as(id.clone(), p.clone(), json!({}), inputs())
+        .await
+        .expect("a fresh id starts");
+    assert_eq!(got, id);
+    assert_eq!(e.wait(&id).await.unwrap().status, RunStatus::Succeeded);
+    let err = e
+        .start_run_as(id.clone(), p.clone(), json!({}), inputs())
+        .await
+        .expect_err("taken");
+    assert!(
+        matches!(err, EngineError::RunId(ref i, _) if *i == id),
+        "{err}"
+    );
+    let mut upper = allama_engine::driver::new_run_id();
+    upper.make_ascii_uppercase();
+    let child = format!("{}~a", allama_engine::driver::new_run_id());
+    let hostile = [
+        String::new(),
+        "../../etc/passwd".into(),
+        "r1".into(),
+        upper,
+        child,
+        format!("r{}", "☃".repeat(9)),
+        format!("r{}", "g".repeat(27)),
+        format!("{}\0", &allama_engine::driver::new_run_id()[..27]),
+    ];
+    for bad in hostile {
+        let err = e
+            .start_run_as(bad.clone(), p.clone(), json!({}), inputs())
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, EngineError::RunId(..)), "{bad:?}: {err}");
+        assert!(store.summary(&bad).unwrap().is_none(), "{bad:?}");
+        assert!(store.history(&bad).unwrap().is_empty(), "{bad:?}");
+    }
+}
+
+/// Events are written to the store just before a commit; when the driver
+/// has nothing else to do, what it encoded goes to the store at once, so a
+/// step still running shows as started in the run's history.
+#[tokio::test]
+async fn a_running_step_is_in_the_history_before_it_ends() {
+    let p = plan(LINEAR);
+    let store = Arc::new(MemoryStore::new());
+    let stuck = Arc::new(Echo {
+        gate: Some(Arc::new(Notify::new())),
+        gated_package: Some("t".into()),
+        ..Echo::default()
+    });
+    let e = engine(store.clone(), stuck.clone(), &[&p]).await;
+    let mut updates = e.subscribe();
+    let id = e
+        .start_run(p.clone(), json!({}), json!({"ip": "192.0.2.5"}))
+        .await
+        .expect("starts");
+    let started_a = |store: &MemoryStore| {
+        allama_engine::history::events(store, &id)
+            .unwrap()
+            .iter()
+            .any(|ev| matches!(ev, allama_engine::Event::TaskStarted { step, .. } if step == "a"))
+    };
+    // Step `a` never returns while this waits; bounded, not timed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !started_a(&store) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a's start never reached the history while a ran"
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(20), updates.recv()).await;
+    }
+    assert_eq!(stuck.calls_for("a").len(), 1);
+    assert!(stuck.calls_for("b").is_empty());
+    e.shutdown().await;
+}

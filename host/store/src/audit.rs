@@ -586,21 +586,9 @@ mod tests {
             fill(&log, "soc", 3);
             db.flush().unwrap();
         }
-        // sled releases its file lock when the last of its I/O threads lets
-        // go of the dropped database, which may be a moment after the drop:
-        // wait for that (bounded), and only for that.
-        let mut tries = 0;
-        let reopened = loop {
-            match sled::open(dir.path().join("db")) {
-                Err(sled::Error::Io(e))
-                    if e.to_string().contains("could not acquire lock") && tries < 250 =>
-                {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                other => break other.unwrap(),
-            }
-        };
+        // Reopened at once: sled may still hold the lock a moment.
+        let reopened =
+            crate::open_when_unlocked(&sled::Config::new().path(dir.path().join("db"))).unwrap();
         let db = crate::gate::Db::from(reopened);
         let log = AuditLog::open(&db).unwrap();
         assert_eq!(log.append("soc", &[entry("x", 4)]).unwrap(), 4);

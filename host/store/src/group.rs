@@ -18,34 +18,41 @@ pub(crate) fn encode(records: &[Vec<u8>]) -> Vec<u8> {
     {
         return one.clone();
     }
-    let len = 1 + records.iter().map(|r| 4 + r.len()).sum::<usize>();
-    let mut out = Vec::with_capacity(len);
+    let mut out = Vec::with_capacity(1 + framed_len(records));
     out.push(GROUP);
-    for r in records {
-        // Records are events far below 4 GiB (big payloads are blobs).
-        out.extend_from_slice(&(r.len() as u32).to_be_bytes());
-        out.extend_from_slice(r);
-    }
+    push_framed(&mut out, records);
     out
+}
+
+/// The bytes `records` take in a group.
+pub(crate) fn framed_len(records: &[Vec<u8>]) -> usize {
+    records.iter().map(|r| 4 + r.len()).sum()
+}
+
+fn push_framed(out: &mut Vec<u8>, records: &[Vec<u8>]) {
+    for r in records {
+        push_record(out, r);
+    }
+}
+
+/// A record as its length and its bytes.
+fn push_record(out: &mut Vec<u8>, record: &[u8]) {
+    // Records are events far below 4 GiB (big payloads are blobs).
+    out.extend_from_slice(&(record.len() as u32).to_be_bytes());
+    out.extend_from_slice(record);
 }
 
 /// `value` (one stored append) with `records` added after its own.
 pub(crate) fn extend(value: &[u8], records: &[Vec<u8>]) -> Vec<u8> {
-    let added = records.iter().map(|r| 4 + r.len()).sum::<usize>();
-    let mut out;
+    let mut out = Vec::with_capacity(1 + 4 + value.len() + framed_len(records));
     if value.first() == Some(&GROUP) {
-        out = Vec::with_capacity(value.len() + added);
         out.extend_from_slice(value);
     } else {
-        out = Vec::with_capacity(1 + 4 + value.len() + added);
+        // A lone record becomes the group's first.
         out.push(GROUP);
-        out.extend_from_slice(&(value.len() as u32).to_be_bytes());
-        out.extend_from_slice(value);
+        push_record(&mut out, value);
     }
-    for r in records {
-        out.extend_from_slice(&(r.len() as u32).to_be_bytes());
-        out.extend_from_slice(r);
-    }
+    push_framed(&mut out, records);
     out
 }
 

@@ -251,7 +251,7 @@ const UNLOCK_WAIT: Duration = Duration::from_secs(2);
 /// closed database, a moment after the close, so reopening at once (a
 /// restore checking what it wrote, a restart in one process) can find it
 /// still locked. A lock held by another process is still refused, later.
-fn open_when_unlocked(config: &sled::Config) -> sled::Result<sled::Db> {
+pub(crate) fn open_when_unlocked(config: &sled::Config) -> sled::Result<sled::Db> {
     let until = std::time::Instant::now() + UNLOCK_WAIT;
     loop {
         match config.open() {
@@ -412,7 +412,7 @@ impl RunStore for SledStore {
         // append or none of it, and any prefix of a run's appends is a state
         // the run was in (none was acknowledged before the commit).
         let mut tails = self.tails.lock().unwrap_or_else(|e| e.into_inner());
-        let added: usize = records.iter().map(|r| 4 + r.len()).sum();
+        let added = group::framed_len(records);
         // The run's last value: remembered from its last append in this
         // process, else read (the first append after a restart). A run's
         // first append has none.
