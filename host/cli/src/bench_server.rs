@@ -121,24 +121,31 @@ async fn run(args: Args, dir: std::path::PathBuf) -> anyhow::Result<ExitCode> {
         let _ = stop_rx.await;
     }));
 
-    // When each run finished, from the engine's updates.
-    let finished: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    // When each run finished and whether it succeeded, from the engine's
+    // updates; `seen` counts finishes so the phase's end needs no polling.
+    let finished: Arc<Mutex<HashMap<String, (Instant, bool)>>> = Arc::default();
     let missed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (seen_tx, mut seen) = tokio::sync::watch::channel(0usize);
     let mut updates = state.runner.engine.subscribe();
     let watcher = tokio::spawn({
         let (finished, missed) = (finished.clone(), missed.clone());
         async move {
             loop {
                 match updates.recv().await {
-                    Ok(Update::RunFinished { run, .. }) => {
+                    Ok(Update::RunFinished { run, status }) => {
+                        let ok = status == allama_engine::RunStatus::Succeeded;
                         finished
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .insert(run, Instant::now());
+                            .insert(run, (Instant::now(), ok));
+                        seen_tx.send_modify(|n| *n += 1);
                     }
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         missed.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                        // Counted as seen: the end of the phase is then
+                        // found by asking the engine about each run.
+                        seen_tx.send_modify(|c| *c += n as usize);
                     }
                     Err(_) => break,
                 }
@@ -148,6 +155,7 @@ async fn run(args: Args, dir: std::path::PathBuf) -> anyhow::Result<ExitCode> {
 
     // Warm up: compiled code, pool slots, sled trees.
     let warmup = deliveries("warmup", 500.min(args.runs));
+    let expected = warmup.len() + args.runs;
     send_all(addr, &path, warmup, args.connections).await?;
 
     let batch = deliveries("run", args.runs);
@@ -156,23 +164,34 @@ async fn run(args: Args, dir: std::path::PathBuf) -> anyhow::Result<ExitCode> {
     let t0 = Instant::now();
     let sent = send_all(addr, &path, batch, args.connections).await?;
     let accepted_in = t0.elapsed();
-    // Every run must finish; wait for each (bounded: a stuck run is a failure).
+    // Every run must finish (bounded: a stuck run is a failure). The CPU
+    // figure is read as the last one finishes, before the checks below.
+    tokio::time::timeout(Duration::from_secs(120), seen.wait_for(|n| *n >= expected))
+        .await
+        .context("runs did not finish within 120 s")??;
+    let cpu_after = cpu_seconds();
+    let finished_map = finished.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let deadline = Instant::now() + Duration::from_secs(120);
     for (run, _) in &sent {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let done = tokio::time::timeout(left, state.runner.engine.wait(run))
-            .await
-            .context("runs did not finish within 120 s")??;
-        if done.status != allama_engine::RunStatus::Succeeded {
-            bail!("run {run} ended {}", done.status.as_str());
+        match finished_map.get(run) {
+            Some((_, true)) => {}
+            Some((_, false)) => bail!("run {run} did not succeed"),
+            // Its update was missed: the engine says how it ended.
+            None => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let done = tokio::time::timeout(left, state.runner.engine.wait(run))
+                    .await
+                    .context("runs did not finish within 120 s")??;
+                if done.status != allama_engine::RunStatus::Succeeded {
+                    bail!("run {run} ended {}", done.status.as_str());
+                }
+            }
         }
     }
-    // The last finish time, from the updates (the engine's wait answers later).
-    let finished_map = finished.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mut lat: Vec<f64> = Vec::with_capacity(sent.len());
     let mut last = t0;
     for (run, at) in &sent {
-        if let Some(done) = finished_map.get(run) {
+        if let Some((done, _)) = finished_map.get(run) {
             lat.push(done.saturating_duration_since(*at).as_secs_f64() * 1e3);
             last = last.max(*done);
         }
@@ -186,7 +205,7 @@ async fn run(args: Args, dir: std::path::PathBuf) -> anyhow::Result<ExitCode> {
     let (p50, p99) = (p(0.50), p(0.99));
     let completed_in = last.saturating_duration_since(t0);
     // Over the phase, server and load generator together.
-    let cpu_us_per_run = (cpu_seconds() - cpu_before) * 1e6 / args.runs as f64;
+    let cpu_us_per_run = (cpu_after - cpu_before) * 1e6 / args.runs as f64;
     let webhooks_per_s = args.runs as f64 / accepted_in.as_secs_f64();
     let runs_per_s = args.runs as f64 / completed_in.as_secs_f64();
     let rss = rss_mb();

@@ -169,7 +169,8 @@ pub async fn open(config: &ServerConfig) -> Result<Opened, StartError> {
     };
     let library = Arc::new(library::Library::open(db).map_err(|e| data_err(e.to_string()))?);
     let shelf = Arc::new(packages::Shelf::open(db).map_err(|e| data_err(e.to_string()))?);
-    let audit = Arc::new(AuditLog::open(db)?);
+    // Heads written before each sync, not with every record.
+    let audit = AuditLog::open_for(&store)?;
     let vault = Arc::new(Vault::open(db, keys)?);
     let metrics = Arc::new(metrics::Metrics::new());
     let workspaces: Vec<String> = accounts.workspaces()?.into_iter().map(|w| w.name).collect();

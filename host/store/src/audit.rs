@@ -12,8 +12,10 @@
 //!
 //! `hash(n) = SHA-256(hash(n-1) ‖ json(n))`, with 32 zero bytes before the
 //! first record. The JSON is hashed exactly as stored, so no re-serialisation
-//! can change a verdict. A record and the new head are written in one atomic
-//! batch. [`AuditLog::verify`] walks a chain and names the first broken link:
+//! can change a verdict. An append writes its records, then the head: the
+//! head is the commit point (see [`AuditLog::append`]); a server's log
+//! writes heads just before each sync ([`AuditLog::open_for`]).
+//! [`AuditLog::verify`] walks a chain and names the first broken link:
 //! an edited record (its hash no longer matches), a deleted one (a gap in the
 //! sequence, or a head pointing past the last record), a reordered one (its
 //! stored seq differs from its place).
@@ -137,7 +139,19 @@ pub const MAX_PAGE: usize = 1000;
 pub struct AuditLog {
     tree: crate::gate::Tree,
     /// Each workspace's head, once read: appends to one chain are serialised.
-    heads: Mutex<HashMap<String, (u64, [u8; 32])>>,
+    heads: Mutex<HashMap<String, Head>>,
+    /// Heads are written by [`AuditLog::write_heads`] (before each sync),
+    /// not by every append.
+    deferred: bool,
+}
+
+/// A chain's head as this process knows it.
+#[derive(Clone, Copy)]
+struct Head {
+    seq: u64,
+    hash: [u8; 32],
+    /// Newer than the head in the tree (deferred heads only).
+    pending: bool,
 }
 
 const RECORD: u8 = 0x00;
@@ -165,12 +179,63 @@ fn link(prev: &[u8; 32], json: &[u8]) -> [u8; 32] {
 }
 
 impl AuditLog {
-    /// The audit chains in `db` (tree `audit`).
+    /// The audit chains in `db` (tree `audit`); every append writes its
+    /// chain's head.
     pub fn open(db: &crate::gate::Db) -> Result<Self, AuditError> {
         Ok(Self {
             tree: db.open_tree("audit")?,
             heads: Mutex::new(HashMap::new()),
+            deferred: false,
         })
+    }
+
+    /// The audit chains of `store`'s database, with heads written once per
+    /// sync instead of once per append: the store runs
+    /// [`AuditLog::write_heads`] before each of its syncs (and backups), so
+    /// what a sync covers is exactly what it covered before, with one sled
+    /// write fewer for every append (a webhook delivery's record is one).
+    pub fn open_for(store: &crate::SledStore) -> Result<std::sync::Arc<Self>, AuditError> {
+        let log = std::sync::Arc::new(Self {
+            tree: store.db().open_tree("audit")?,
+            heads: Mutex::new(HashMap::new()),
+            deferred: true,
+        });
+        let weak = std::sync::Arc::downgrade(&log);
+        store.before_sync(Box::new(move || match weak.upgrade() {
+            Some(log) => log.write_heads().map_err(|e| e.to_string()),
+            None => Ok(()),
+        }));
+        Ok(log)
+    }
+
+    /// Writes every head newer than the one in the tree. Records past a
+    /// head in the tree are not part of its chain after a crash, so this
+    /// runs before every sync of a deferred log.
+    pub fn write_heads(&self) -> Result<(), AuditError> {
+        let mut heads = self.heads.lock().unwrap_or_else(|e| e.into_inner());
+        for (ws, h) in heads.iter_mut().filter(|(_, h)| h.pending) {
+            let mut head = h.seq.to_be_bytes().to_vec();
+            head.extend_from_slice(&h.hash);
+            self.tree.insert(head_key(ws), head)?;
+            h.pending = false;
+        }
+        Ok(())
+    }
+
+    /// The head readers go by: one this process has not written yet, else
+    /// the tree's (so a head edited on disk is read as it is).
+    fn current_head(&self, ws: &str) -> Result<(u64, [u8; 32]), AuditError> {
+        let pending = self
+            .heads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(ws)
+            .filter(|h| h.pending)
+            .map(|h| (h.seq, h.hash));
+        match pending {
+            Some(h) => Ok(h),
+            None => self.read_head(ws),
+        }
     }
 
     fn read_head(&self, ws: &str) -> Result<(u64, [u8; 32]), AuditError> {
@@ -206,7 +271,7 @@ impl AuditLog {
         check_workspace(workspace)?;
         let mut heads = self.heads.lock().unwrap_or_else(|e| e.into_inner());
         let (mut seq, mut prev) = match heads.get(workspace) {
-            Some(h) => *h,
+            Some(h) => (h.seq, h.hash),
             None => {
                 let head = self.read_head(workspace)?;
                 self.drop_uncommitted(workspace, head.0)?;
@@ -232,10 +297,19 @@ impl AuditLog {
             self.tree.insert(record_key(workspace, seq), value)?;
             prev = hash;
         }
-        let mut head = seq.to_be_bytes().to_vec();
-        head.extend_from_slice(&prev);
-        self.tree.insert(head_key(workspace), head)?;
-        heads.insert(workspace.to_string(), (seq, prev));
+        if !self.deferred {
+            let mut head = seq.to_be_bytes().to_vec();
+            head.extend_from_slice(&prev);
+            self.tree.insert(head_key(workspace), head)?;
+        }
+        heads.insert(
+            workspace.to_string(),
+            Head {
+                seq,
+                hash: prev,
+                pending: self.deferred,
+            },
+        );
         Ok(seq)
     }
 
@@ -261,7 +335,7 @@ impl AuditLog {
         let limit = q.limit.clamp(1, MAX_PAGE);
         let mut out = Vec::new();
         // Records past the head are not part of the chain (see `append`).
-        let (head, _) = self.read_head(workspace)?;
+        let (head, _) = self.current_head(workspace)?;
         if q.after >= head {
             return Ok(out);
         }
@@ -300,6 +374,13 @@ impl AuditLog {
                 out.push(ws.to_string());
             }
         }
+        // Chains whose first head is not written yet.
+        for (ws, h) in self.heads.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            if h.pending && !out.contains(ws) {
+                out.push(ws.clone());
+            }
+        }
+        out.sort();
         Ok(out)
     }
 
@@ -319,7 +400,7 @@ impl AuditLog {
         prefix.push(RECORD);
         let mut expected = 1u64;
         let mut prev = [0u8; 32];
-        let (head_seq, head_hash) = self.read_head(workspace)?;
+        let (head_seq, head_hash) = self.current_head(workspace)?;
         for item in self.tree.scan_prefix(&prefix) {
             let (k, v) = item?;
             let Some(place) = k
@@ -432,6 +513,72 @@ mod tests {
     /// A crash between an append's records and its head leaves records
     /// past the head: not part of the chain, never shown, removed by the
     /// next append, whose records take their places.
+    #[test]
+    fn deferred_heads_are_written_by_every_sync_and_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::SledStore::open(dir.path()).unwrap();
+        let log = AuditLog::open_for(&store).unwrap();
+        // What the tree alone says: the view after a crash.
+        let on_disk = || AuditLog::open(store.db()).unwrap();
+        for i in 1..=3 {
+            log.append("soc", &[entry("playbook.create", i)]).unwrap();
+        }
+        // Readers of this log see every record at once...
+        assert_eq!(log.verify("soc").unwrap().records, 3);
+        assert_eq!(
+            log.query(
+                "soc",
+                &AuditQuery {
+                    limit: 10,
+                    ..Default::default()
+                }
+            )
+            .unwrap()
+            .len(),
+            3
+        );
+        assert_eq!(log.workspaces().unwrap(), vec!["soc".to_string()]);
+        // ...while the tree has no head yet: a crash now leaves no chain.
+        assert_eq!(on_disk().verify("soc").unwrap().records, 0);
+        assert!(on_disk().workspaces().unwrap().is_empty());
+        store.sync_now().unwrap();
+        let synced = log.verify("soc").unwrap();
+        assert_eq!(on_disk().verify("soc").unwrap(), synced);
+        // Two more, cut off by a crash before the next sync: the chain of
+        // three still verifies, and the next append (another process)
+        // drops the two and goes on from three.
+        log.append("soc", &[entry("a", 4), entry("a", 5)]).unwrap();
+        assert_eq!(on_disk().verify("soc").unwrap(), synced);
+        let after_crash = on_disk();
+        assert_eq!(after_crash.append("soc", &[entry("b", 4)]).unwrap(), 4);
+        assert_eq!(after_crash.verify("soc").unwrap().records, 4);
+        // A backup writes held-back heads before it reads the trees.
+        let (dir2, _) = (tempfile::tempdir().unwrap(), ());
+        let store2 = crate::SledStore::open(dir2.path()).unwrap();
+        let log2 = AuditLog::open_for(&store2).unwrap();
+        log2.append("ir", &[entry("x", 1), entry("x", 2)]).unwrap();
+        let mut file = Vec::new();
+        store2.backup(&mut file).unwrap();
+        assert_eq!(
+            AuditLog::open(store2.db())
+                .unwrap()
+                .verify("ir")
+                .unwrap()
+                .records,
+            2
+        );
+        // A head edited on disk is read as it is once written.
+        let mut forged = 2u64.to_be_bytes().to_vec();
+        forged.extend_from_slice(&[7; 32]);
+        store2
+            .db()
+            .open_tree("audit")
+            .unwrap()
+            .insert(head_key("ir"), forged)
+            .unwrap();
+        assert!(log2.verify("ir").is_err());
+    }
+
     #[test]
     fn records_a_crash_left_past_the_head_are_not_part_of_the_chain() {
         let (_d, db, log) = self::log();

@@ -143,6 +143,11 @@ impl SledStore {
         let mut sum = BackupSummary::default();
         w.put(MAGIC)?;
         w.put(&FORMAT.to_be_bytes())?;
+        // What siblings hold back until a sync (audit heads) goes in first.
+        self.run_sync_hooks().map_err(|e| BackupError::Io {
+            what: "writing held-back records before the backup".into(),
+            message: e.to_string(),
+        })?;
         {
             let _all = self.gated.gate.exclusive();
             // In name order: the same store makes the same file.

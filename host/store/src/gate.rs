@@ -54,6 +54,17 @@ impl Db {
         self.inner.flush()
     }
 
+    /// The names of every tree.
+    pub fn tree_names(&self) -> Vec<IVec> {
+        self.inner.tree_names()
+    }
+
+    /// Removes the tree `name` and everything in it; whether it existed.
+    pub fn drop_tree(&self, name: &str) -> sled::Result<bool> {
+        let _g = self.gate.shared();
+        self.inner.drop_tree(name)
+    }
+
     /// Opens (or creates) the tree `name`.
     pub fn open_tree(&self, name: &str) -> sled::Result<Tree> {
         Ok(Tree {

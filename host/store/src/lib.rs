@@ -224,6 +224,25 @@ impl SledStore {
         self.committer.sync()
     }
 
+    /// Registers work to run before every sync — each commit, each periodic
+    /// sync, [`SledStore::sync_now`] — and before a backup reads the trees:
+    /// a sibling store that keeps some writes in memory until then (the
+    /// audit chains' heads) writes them here, so every sync covers them. A
+    /// hook's error fails the sync it ran for.
+    pub fn before_sync(&self, hook: SyncHook) {
+        self.committer
+            .hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(hook);
+    }
+
+    /// Runs the [`SledStore::before_sync`] hooks now (a backup, before it
+    /// reads the trees).
+    pub(crate) fn run_sync_hooks(&self) -> Result<(), StoreError> {
+        self.committer.run_hooks()
+    }
+
     /// Marks the database as changed by a sibling store (the server's
     /// trees), so the periodic sync covers it within [`PERIODIC_SYNC`].
     pub fn mark_dirty(&self) {
@@ -655,7 +674,12 @@ struct Committer {
     wake: Condvar,
     db: sled::Db,
     file: File,
+    hooks: Mutex<Vec<SyncHook>>,
 }
+
+/// Work that must be written before every sync (see
+/// [`SledStore::before_sync`]).
+pub type SyncHook = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 #[derive(Default)]
 struct CommitState {
@@ -674,6 +698,7 @@ impl Committer {
             wake: Condvar::new(),
             db,
             file,
+            hooks: Mutex::default(),
         });
         let worker = c.clone();
         let handle = std::thread::Builder::new()
@@ -711,7 +736,16 @@ impl Committer {
         self.wake.notify_one();
     }
 
+    fn run_hooks(&self) -> Result<(), StoreError> {
+        for hook in self.hooks.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            hook().map_err(StoreError::Io)?;
+        }
+        Ok(())
+    }
+
     fn sync(&self) -> Result<(), StoreError> {
+        // Whatever a hook writes is covered by this very sync.
+        self.run_hooks()?;
         self.db.flush().map_err(io)?;
         self.file.sync_data().map_err(io)?;
         Ok(())

@@ -1,14 +1,21 @@
 //! Webhook delivery ids, so a delivery sent twice starts one run.
 //!
 //! Tree `webhook_deliveries`, key `workspace 0x00 playbook 0x00 id` →
-//! `{"run": …, "at": ms, "boot": n}`; tree `webhook_deliveries_by_time`,
-//! key `at (u64 big-endian) ++ that key` → empty, so pruning reads only what
-//! expired. An id is *claimed* with the id its run will have, before the
-//! run starts, so the claim is durable with the run's start, and one write
-//! records both. Whether that run started is the run store's to say: a
-//! claim whose run exists is a duplicate; one whose run does not exist is
-//! in flight if this process made it, and was left by a crash (taken over
-//! at once) if an earlier process did (`boot` tells them apart).
+//! `{"run": …, "at": ms, "boot": n}`. An id is *claimed* with the id its
+//! run will have, before the run starts, so the claim is durable with the
+//! run's start, and one write records both. Whether that run started is
+//! the run store's to say: a claim whose run exists is a duplicate; one
+//! whose run does not exist is in flight if this process made it, and was
+//! left by a crash (taken over at once) if an earlier process did (`boot`
+//! tells them apart).
+//!
+//! Expired ids are forgotten by a sweep that walks the tree a slice at a
+//! time ([`Deliveries::prune`]), not through a second index by time: that
+//! index cost one more sled write on every delivery (the hot path), while
+//! the sweep reads in the background. An id is remembered for at least
+//! the retention and forgotten within one sweep after it (see
+//! [`Deliveries::sweep_every_ms`]). Older versions kept the time index in
+//! tree `webhook_deliveries_by_time`; it is dropped when the store opens.
 //!
 //! Entries written before `boot` existed: `{"at"}` is a claim (taken over
 //! after [`STALE_CLAIM_MS`]), `{"run", "at"}` a settled delivery.
@@ -43,14 +50,33 @@ struct Entry {
 /// version); the next delivery takes it over. A start takes milliseconds.
 pub const STALE_CLAIM_MS: u64 = 60_000;
 
+/// Entries one [`Deliveries::prune`] call reads at most: a slice of the
+/// sweep small enough for a scheduler tick.
+pub const SWEEP_SLICE: usize = 4096;
+
 /// Delivery ids seen, per workspace and playbook.
 pub struct Deliveries {
     ids: allama_store::gate::Tree,
-    by_time: allama_store::gate::Tree,
     /// How long an id is remembered.
     pub retention_ms: u64,
     /// This process's claims, told from those of earlier processes.
     boot: u64,
+    /// Where the sweep goes on (after this key), or when the next one starts.
+    sweep: std::sync::Mutex<Sweep>,
+    /// Entries read per [`Deliveries::prune`] call.
+    slice: usize,
+}
+
+/// The state of the sweep that forgets expired ids.
+#[derive(Default)]
+enum Sweep {
+    /// Under way: the next slice starts after this key.
+    After(Vec<u8>),
+    /// Done; the next one starts at this time (ms).
+    Idle(u64),
+    /// None yet in this process: the first starts at once.
+    #[default]
+    NotStarted,
 }
 
 fn key(ws: &str, playbook: &str, id: &str) -> Vec<u8> {
@@ -61,12 +87,6 @@ fn key(ws: &str, playbook: &str, id: &str) -> Vec<u8> {
     k.push(0);
     k.extend_from_slice(id.as_bytes());
     k
-}
-
-fn time_key(at: u64, k: &[u8]) -> Vec<u8> {
-    let mut t = at.to_be_bytes().to_vec();
-    t.extend_from_slice(k);
-    t
 }
 
 fn encode(e: &Entry) -> Vec<u8> {
@@ -86,12 +106,22 @@ fn new_boot() -> u64 {
 impl Deliveries {
     /// The delivery ids in `db`, remembered for `retention_ms`.
     pub fn open(db: &allama_store::gate::Db, retention_ms: u64) -> Result<Self, sled::Error> {
+        // The time index of older versions: the sweep does without it.
+        db.drop_tree("webhook_deliveries_by_time")?;
         Ok(Self {
             ids: db.open_tree("webhook_deliveries")?,
-            by_time: db.open_tree("webhook_deliveries_by_time")?,
             retention_ms,
             boot: new_boot(),
+            sweep: Default::default(),
+            slice: SWEEP_SLICE,
         })
+    }
+
+    /// How long a finished sweep waits before the next one starts: a
+    /// 24th of the retention (an hour for the default day), so an id is
+    /// forgotten within about that long after it expired, plus the sweep.
+    pub fn sweep_every_ms(&self) -> u64 {
+        self.retention_ms / 24
     }
 
     /// What an existing entry means now, `None` if it may be taken over.
@@ -142,10 +172,7 @@ impl Deliveries {
                 .ids
                 .compare_and_swap(&k, old.as_ref(), Some(mine.clone()))?
             {
-                Ok(()) => {
-                    self.by_time.insert(time_key(now, &k), &[])?;
-                    return Ok(Claim::New);
-                }
+                Ok(()) => return Ok(Claim::New),
                 Err(e) => {
                     if let Some(claim) = e
                         .current
@@ -167,23 +194,45 @@ impl Deliveries {
         Ok(())
     }
 
-    /// Forgets ids older than the retention; returns how many.
+    /// Forgets ids older than the retention, reading at most one slice of
+    /// the sweep ([`SWEEP_SLICE`] entries); returns how many it forgot.
+    /// Called on every scheduler tick: a sweep over the whole tree takes as
+    /// many calls as it has slices, then rests [`Self::sweep_every_ms`].
     pub fn prune(&self, now: u64) -> Result<usize, sled::Error> {
+        let mut sweep = self.sweep.lock().unwrap_or_else(|e| e.into_inner());
+        let iter = match &*sweep {
+            Sweep::Idle(at) if now < *at => return Ok(0),
+            Sweep::After(k) => self.ids.range::<&[u8], _>((
+                std::ops::Bound::Excluded(k.as_slice()),
+                std::ops::Bound::Unbounded,
+            )),
+            _ => self.ids.iter(),
+        };
         let cutoff = now.saturating_sub(self.retention_ms);
-        let mut n = 0;
-        for item in self.by_time.range(..cutoff.to_be_bytes().to_vec()) {
-            let (t, _) = item?;
-            let k = &t[8..];
-            // Only if the entry was not renewed since (a takeover writes a newer time).
-            if let Some(v) = self.ids.get(k)?
-                && serde_json::from_slice::<Entry>(&v).is_ok_and(|e| e.at < cutoff)
-            {
-                self.ids.remove(k)?;
-                n += 1;
+        let (mut read, mut forgot) = (0, 0);
+        let mut last = None;
+        for item in iter.take(self.slice) {
+            let (k, v) = item?;
+            read += 1;
+            // A damaged entry is forgotten too: a claim takes it over anyway.
+            if serde_json::from_slice::<Entry>(&v).map_or(true, |e| e.at < cutoff) {
+                // Only if it was not renewed since it was read (a takeover
+                // writes a newer time).
+                if self
+                    .ids
+                    .compare_and_swap(&k, Some(&v), None::<&[u8]>)?
+                    .is_ok()
+                {
+                    forgot += 1;
+                }
             }
-            self.by_time.remove(&t)?;
+            last = Some(k);
         }
-        Ok(n)
+        *sweep = match last {
+            Some(k) if read == self.slice => Sweep::After(k.to_vec()),
+            _ => Sweep::Idle(now.saturating_add(self.sweep_every_ms())),
+        };
+        Ok(forgot)
     }
 }
 
@@ -331,6 +380,81 @@ mod tests {
         );
         assert_eq!(runs.claim(&x, "soc", "t", "old", "r10", 1600), Claim::New);
         assert_eq!(x.prune(1600).unwrap(), 0);
+    }
+
+    #[test]
+    fn the_sweep_goes_a_slice_at_a_time_and_rests_between_sweeps() {
+        let (_d, db, mut x) = deliveries(24_000);
+        assert_eq!(x.sweep_every_ms(), 1000);
+        x.slice = 3;
+        let runs = Runs::default();
+        // Ten ids from time 0, interleaved with five from time 20 000.
+        for i in 0..15u64 {
+            let at = if i % 3 == 2 { 20_000 } else { 0 };
+            let run = format!("r{i}");
+            runs.claim(&x, "soc", "t", &format!("id{i:02}"), &run, at);
+            runs.start(&run);
+        }
+        let tree = db.open_tree("webhook_deliveries").unwrap();
+        let sweep_done = |x: &Deliveries| matches!(*x.sweep.lock().unwrap(), Sweep::Idle(_));
+        // At 24 500 the first ten expired. A slice reads three entries:
+        // the first forgets id00 and id01.
+        assert_eq!(x.prune(24_500).unwrap(), 2);
+        assert_eq!(tree.iter().count(), 13);
+        // An expired id taken over between slices is kept (its time is new).
+        assert_eq!(
+            runs.claim(&x, "soc", "t", "id03", "r99", 24_500),
+            Claim::New
+        );
+        let mut forgot = 2;
+        while !sweep_done(&x) {
+            forgot += x.prune(24_500).unwrap();
+        }
+        assert_eq!(forgot, 9);
+        let left: Vec<String> = tree
+            .iter()
+            .map(|kv| String::from_utf8_lossy(&kv.unwrap().0).into_owned())
+            .collect();
+        assert_eq!(left.len(), 6, "{left:?}");
+        assert!(left.iter().any(|k| k.ends_with("id03")));
+        // The sweep rests a second: an expired entry waits for the next one.
+        tree.insert(
+            key("soc", "t", "old"),
+            encode(&Entry {
+                run: Some("r0".into()),
+                at: 0,
+                boot: None,
+            }),
+        )
+        .unwrap();
+        tree.insert(key("soc", "t", "bad"), &b"{not json"[..])
+            .unwrap();
+        assert_eq!(x.prune(25_000).unwrap(), 0);
+        // The next sweep forgets everything expired by then, damaged entries too.
+        let mut forgot = 0;
+        loop {
+            forgot += x.prune(50_000).unwrap();
+            if sweep_done(&x) {
+                break;
+            }
+        }
+        assert_eq!(forgot, 8, "five from 20 000, id03, old and bad");
+        assert!(tree.is_empty());
+    }
+
+    #[test]
+    fn the_old_time_index_is_dropped_on_open() {
+        let d = tempfile::tempdir().unwrap();
+        let db = allama_store::gate::Db::from(sled::open(d.path()).unwrap());
+        let old = db.open_tree("webhook_deliveries_by_time").unwrap();
+        old.insert(b"\0\0\0\0\0\0\0\x01soc\0t\0a", &[]).unwrap();
+        drop(old);
+        let _x = Deliveries::open(&db, 1000).unwrap();
+        assert!(
+            !db.tree_names()
+                .iter()
+                .any(|n| n.as_ref() == b"webhook_deliveries_by_time")
+        );
     }
 
     #[test]
