@@ -33,9 +33,9 @@ pub struct Args {
     /// Webhook deliveries to send (each starts one run).
     #[arg(long, default_value_t = 20_000)]
     runs: usize,
-    /// Connections posting at once (48: on 2 cores, about the most
-    /// throughput before queueing lifts p99 past 20 ms).
-    #[arg(long, default_value_t = 48)]
+    /// Connections posting at once (40: on 2 cores, as much throughput as
+    /// 48 or 64 give, with less queueing in the p99; see docs/benchmarks.md).
+    #[arg(long, default_value_t = 40)]
     connections: usize,
     /// Where to put the data directory (default: a fresh directory under
     /// the system temp dir, removed afterwards).
