@@ -20,8 +20,8 @@
 //! | tree | key | value |
 //! | --- | --- | --- |
 //! | `history` | run id, `0x00`, seq of the value's first record (u64 big-endian) | one event (JSON, see `allama_engine::codec`), or from version 3 several, framed (see `group`): later appends of the run extend its last value up to 4 KiB |
-//! | `runs` | run id | [`RunSummary`] (JSON) of a finished run |
-//! | `active` | run id | [`RunSummary`] (JSON) of a run that has not finished (version 2: empty, its summary in `runs`) |
+//! | `runs` | run id | [`RunSummary`] (JSON) of every run, running or finished (version 3: finished runs only) |
+//! | `active` | run id | empty: a run that had not finished when the active mark passed its id (version 3: the running run's summary) |
 //! | `runs_by_scope` | scope, `0x00`, run id | empty: the runs of one scope (the part of the playbook id before its first `/`: a server's workspace), newest last |
 //!
 //! Blobs (payloads over the codec's threshold, playbook sources) are files,
@@ -31,6 +31,19 @@
 //! renamed and its directory synced before `put_blob` returns, so it is
 //! durable before any event that refers to it can be committed.
 //! | `meta` | `schema_version` | u32 big-endian |
+//! | `meta` | `active_mark` | the active mark: every unfinished run whose id sorts below it is in `active` |
+//!
+//! **Young runs skip `active`.** Most runs finish within milliseconds, so a
+//! run's start writes only its `runs` entry (status running) and its scope
+//! entry, and its end rewrites the `runs` entry: three writes, no key added
+//! to `active` and removed again. Before every sync the store moves the
+//! active mark up to [`YOUNG_MS`] ago, first marking in `active` each run
+//! still unfinished below the new mark (sled keeps a prefix of its writes,
+//! so a recovered mark always has those markers with it). The unfinished
+//! runs are then `active` plus the running entries of `runs` at or above
+//! the mark — a scan of a few seconds of runs at start-up. Run ids sort by
+//! time; one that sorts below the mark when it starts (a child run of an
+//! older run, a clock set back) is marked at once.
 
 pub mod audit;
 pub mod backup;
@@ -50,9 +63,14 @@ use tokio::sync::oneshot;
 /// The layout version written by this code. Version 2 added
 /// `runs_by_scope`; version 3 keeps a running run's index entry in
 /// `active` (not `runs`) and lets one `history` value hold several
-/// records. [`SledStore::open`] migrates every earlier version; older code
+/// records; version 4 keeps every run's entry in `runs` again and marks in
+/// `active` only the runs that outlive [`YOUNG_MS`]. [`SledStore::open`] migrates every earlier version; older code
 /// refuses a newer store.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
+
+/// How long a run may stay unfinished before its `active` marker is
+/// written (see the module's notes).
+pub const YOUNG_MS: u64 = 2000;
 
 /// Appends not followed by a commit are synced at least this often.
 pub const PERIODIC_SYNC: Duration = Duration::from_millis(20);
@@ -67,7 +85,7 @@ pub struct SledStore {
     /// also makes appends one at a time.
     tails: Mutex<std::collections::HashMap<String, Tail>>,
     runs: gate::Tree,
-    active: gate::Tree,
+    young: Arc<Young>,
     by_scope: gate::Tree,
     payloads: PathBuf,
     committer: Arc<Committer>,
@@ -169,14 +187,17 @@ impl SledStore {
                 message,
             })?;
         }
+        let migration = |message| OpenError::Migration {
+            dir: dir.to_path_buf(),
+            from: found,
+            message,
+        };
+        let active = db.open_tree("active").map_err(sled_err)?;
         if found < 3 {
-            migrate_2_to_3(&runs, &db.open_tree("active").map_err(sled_err)?).map_err(
-                |message| OpenError::Migration {
-                    dir: dir.to_path_buf(),
-                    from: found,
-                    message,
-                },
-            )?;
+            migrate_2_to_3(&runs, &active).map_err(migration)?;
+        }
+        if found < 4 {
+            migrate_3_to_4(&runs, &active).map_err(migration)?;
         }
         if found != SCHEMA_VERSION || meta.get("schema_version").map_err(sled_err)?.is_none() {
             // The migrated data first, then the version that says it is there.
@@ -191,12 +212,28 @@ impl SledStore {
         })?;
         let (committer, commit_thread) = Committer::start(db.clone(), file);
         let gated = gate::Db::from(db.clone());
-        drop((runs, by_scope));
+        drop((runs, by_scope, active));
+        let runs = gated.open_tree("runs").map_err(sled_err)?;
+        let young = Arc::new(Young::open(&gated, &runs).map_err(|e| OpenError::Sled {
+            dir: dir.to_path_buf(),
+            message: format!("reading the runs above the active mark: {e}"),
+        })?);
+        {
+            let young = Arc::downgrade(&young);
+            committer
+                .hooks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Box::new(move || match young.upgrade() {
+                    Some(y) => y.advance(allama_engine::driver::now_ms()),
+                    None => Ok(()),
+                }));
+        }
         Ok(Self {
             history: gated.open_tree("history").map_err(sled_err)?,
             tails: Mutex::default(),
-            runs: gated.open_tree("runs").map_err(sled_err)?,
-            active: gated.open_tree("active").map_err(sled_err)?,
+            runs,
+            young,
             by_scope: gated.open_tree("runs_by_scope").map_err(sled_err)?,
             gated,
             payloads: {
@@ -334,6 +371,156 @@ fn migrate_2_to_3(runs: &sled::Tree, active: &sled::Tree) -> Result<(), String> 
         runs.remove(&id).map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// Version 3 kept a running run's entry in `active`; version 4 keeps every
+/// run's entry in `runs` and an empty marker in `active`. Idempotent: a
+/// marker is already migrated; an entry whose run also has a `runs` entry
+/// (a crash between a version-3 run's two end writes) is a finished run.
+fn migrate_3_to_4(runs: &sled::Tree, active: &sled::Tree) -> Result<(), String> {
+    for item in active.iter() {
+        let (id, v) = item.map_err(|e| e.to_string())?;
+        if v.is_empty() {
+            continue;
+        }
+        if runs.get(&id).map_err(|e| e.to_string())?.is_some() {
+            active.remove(&id).map_err(|e| e.to_string())?;
+        } else {
+            runs.insert(&id, v).map_err(|e| e.to_string())?;
+            active.insert(&id, &[]).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// The active mark for time `ms`: the smallest id a run started then has.
+fn mark_at(ms: u64) -> Vec<u8> {
+    format!("r{ms:011x}").into_bytes()
+}
+
+/// Unfinished runs: markers in `active` below the mark, and in memory the
+/// runs at or above it (see the module's notes).
+struct Young {
+    active: gate::Tree,
+    meta: gate::Tree,
+    state: Mutex<YoungState>,
+}
+
+struct YoungState {
+    /// The mark as last written.
+    mark: Vec<u8>,
+    /// Unfinished runs at or above the mark (no marker in `active`).
+    runs: std::collections::BTreeSet<String>,
+}
+
+impl Young {
+    fn open(db: &gate::Db, runs: &gate::Tree) -> Result<Self, String> {
+        let e = |e: sled::Error| e.to_string();
+        let active = db.open_tree("active").map_err(e)?;
+        let meta = db.open_tree("meta").map_err(e)?;
+        let mark = match meta.get("active_mark").map_err(e)? {
+            Some(m) => m.to_vec(),
+            None => {
+                // A new or just migrated store: every unfinished run has
+                // a marker, so any mark holds; this one is now.
+                let m = mark_at(allama_engine::driver::now_ms());
+                meta.insert("active_mark", m.clone()).map_err(e)?;
+                m
+            }
+        };
+        let mut young = std::collections::BTreeSet::new();
+        for item in runs.range(mark.clone()..) {
+            let (id, v) = item.map_err(e)?;
+            if is_running(&v) {
+                young.insert(String::from_utf8_lossy(&id).into_owned());
+            }
+        }
+        Ok(Self {
+            active,
+            meta,
+            state: Mutex::new(YoungState { mark, runs: young }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, YoungState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A run started: marked at once if its id is below the mark.
+    fn started(&self, run: &str) -> Result<(), StoreError> {
+        let mut st = self.lock();
+        if run.as_bytes() < st.mark.as_slice() {
+            self.active.insert(run.as_bytes(), &[]).map_err(io)?;
+        } else {
+            st.runs.insert(run.to_string());
+        }
+        Ok(())
+    }
+
+    /// A run finished (its `runs` entry says so already).
+    fn finished(&self, run: &str) -> Result<(), StoreError> {
+        let mut st = self.lock();
+        if !st.runs.remove(run) {
+            self.active.remove(run.as_bytes()).map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// Moves the mark up to [`YOUNG_MS`] before `now`: markers first, the
+    /// mark last. Runs before every sync.
+    fn advance(&self, now: u64) -> Result<(), String> {
+        let mark = mark_at(now.saturating_sub(YOUNG_MS));
+        let mut st = self.lock();
+        if mark <= st.mark {
+            return Ok(());
+        }
+        let below: Vec<String> = st
+            .runs
+            .iter()
+            .take_while(|id| id.as_bytes() < mark.as_slice())
+            .cloned()
+            .collect();
+        for id in &below {
+            self.active
+                .insert(id.as_bytes(), &[])
+                .map_err(|e| e.to_string())?;
+            st.runs.remove(id);
+        }
+        self.meta
+            .insert("active_mark", mark.clone())
+            .map_err(|e| e.to_string())?;
+        st.mark = mark;
+        Ok(())
+    }
+
+    /// Every unfinished run, in id order.
+    fn all(&self, runs: &gate::Tree) -> Result<Vec<String>, StoreError> {
+        let st = self.lock();
+        let mut out = Vec::new();
+        for k in self.active.iter().keys() {
+            let k = k.map_err(io)?;
+            // A marker whose run's entry says it finished: a crash between
+            // the end's two writes. Finished wins.
+            if runs.get(&k).map_err(io)?.is_some_and(|v| !is_running(&v)) {
+                continue;
+            }
+            out.push(String::from_utf8_lossy(&k).into_owned());
+        }
+        out.extend(st.runs.iter().cloned());
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+}
+
+/// Whether a `runs` entry is a running run's (an unreadable one counts as
+/// running: recovery then reports it).
+fn is_running(v: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Status {
+        status: String,
+    }
+    serde_json::from_slice::<Status>(v).map_or(true, |s| s.status == "running")
 }
 
 /// Which runs [`SledStore::runs_in`] returns.
@@ -509,30 +696,27 @@ impl RunStore for SledStore {
 
     fn put_summary(&self, summary: &RunSummary) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(summary).map_err(io)?;
-        // A running run's entry is in `active`, a finished one's in `runs`:
-        // a run's index costs a write at its start and one at its end, and
-        // `runs` only ever grows by finished runs.
-        if summary.status == "running" {
-            let known = self
-                .active
-                .insert(summary.id.as_bytes(), bytes)
+        // Every run's entry is in `runs`; a run's start adds it (and its
+        // scope entry), its end rewrites it. Only runs that outlive
+        // YOUNG_MS also get a marker in `active`.
+        let known = self.runs.insert(summary.id.as_bytes(), bytes).map_err(io)?;
+        if known.is_none() {
+            // Indexed with the run's first summary (a run keeps its
+            // playbook; version-1 stores are indexed by their migration).
+            self.by_scope
+                .insert(scope_key(scope_of(&summary.playbook), &summary.id), &[])
                 .map_err(io)?;
-            // Indexed with the run's first summary (a run keeps its playbook;
-            // version-1 stores are indexed by their migration).
-            if known.is_none() {
-                self.by_scope
-                    .insert(scope_key(scope_of(&summary.playbook), &summary.id), &[])
-                    .map_err(io)?;
+        }
+        let was_running = known.as_deref().is_some_and(is_running);
+        if summary.status == "running" {
+            if !was_running {
+                self.young.started(&summary.id)?;
             }
         } else {
-            // The end first: a crash between the two leaves both entries,
-            // and the finished one wins.
-            let known = self.runs.insert(summary.id.as_bytes(), bytes).map_err(io)?;
-            let was_running = self.active.remove(summary.id.as_bytes()).map_err(io)?;
-            if known.is_none() && was_running.is_none() {
-                self.by_scope
-                    .insert(scope_key(scope_of(&summary.playbook), &summary.id), &[])
-                    .map_err(io)?;
+            // The end first (above): a crash before the marker's removal
+            // leaves both, and the finished entry wins.
+            if was_running {
+                self.young.finished(&summary.id)?;
             }
             // Finished: its history is extended no more, or read back if it is.
             self.tails
@@ -545,15 +729,9 @@ impl RunStore for SledStore {
     }
 
     fn summary(&self, run: &str) -> Result<Option<RunSummary>, StoreError> {
-        let entry = match self.runs.get(run.as_bytes()).map_err(io)? {
-            Some(b) => Some(b),
-            None => self
-                .active
-                .get(run.as_bytes())
-                .map_err(io)?
-                .filter(|b| !b.is_empty()),
-        };
-        entry
+        self.runs
+            .get(run.as_bytes())
+            .map_err(io)?
             .map(|b| {
                 serde_json::from_slice(&b).map_err(|e| StoreError::Corrupt {
                     run: run.to_string(),
@@ -565,51 +743,21 @@ impl RunStore for SledStore {
     }
 
     fn summaries(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError> {
-        // Finished and running runs, merged newest first (ids sort by time).
-        let mut done = self.runs.iter().rev().peekable();
-        let mut running = self.active.iter().rev().peekable();
+        // Newest first: run ids sort by time.
         let mut out = Vec::new();
-        while out.len() < limit {
-            let order = match (done.peek(), running.peek()) {
-                (None, None) => break,
-                (Some(_), None) | (Some(Err(_)), _) => std::cmp::Ordering::Greater,
-                (None, Some(_)) | (_, Some(Err(_))) => std::cmp::Ordering::Less,
-                (Some(Ok((d, _))), Some(Ok((r, _)))) => d.cmp(r),
-            };
-            if order == std::cmp::Ordering::Equal {
-                // Both (a crash between a run's two end writes): the end wins.
-                running.next();
-            }
-            let take_done = order != std::cmp::Ordering::Less;
-            let next = if take_done {
-                done.next()
-            } else {
-                running.next()
-            };
-            let Some(item) = next else { break };
+        for item in self.runs.iter().rev().take(limit) {
             let (k, v) = item.map_err(io)?;
-            if v.is_empty() {
-                continue;
-            }
-            let s: RunSummary = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+            out.push(serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
                 run: String::from_utf8_lossy(&k).into_owned(),
                 seq: 0,
                 message: format!("run index entry: {e}"),
-            })?;
-            out.push(s);
+            })?);
         }
         Ok(out)
     }
 
     fn active(&self) -> Result<Vec<String>, StoreError> {
-        self.active
-            .iter()
-            .keys()
-            .map(|k| {
-                k.map_err(io)
-                    .map(|k| String::from_utf8_lossy(&k).into_owned())
-            })
-            .collect()
+        self.young.all(&self.runs)
     }
 
     fn put_blob(&self, hash: &str, bytes: &[u8]) -> Result<(), StoreError> {
@@ -793,5 +941,66 @@ impl Committer {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(id: &str) -> RunSummary {
+        RunSummary {
+            id: id.into(),
+            playbook: "soc/triage".into(),
+            status: "running".into(),
+            started_at: 0,
+            finished_at: None,
+            parent: None,
+            error: None,
+        }
+    }
+
+    fn markers(s: &SledStore) -> Vec<String> {
+        s.gated
+            .open_tree("active")
+            .unwrap()
+            .iter()
+            .keys()
+            .map(|k| String::from_utf8(k.unwrap().to_vec()).unwrap())
+            .collect()
+    }
+
+    /// A run that outlives YOUNG_MS is marked when the mark passes it, and
+    /// the mark is written after the marker, so a restart finds it.
+    #[test]
+    fn moving_the_mark_marks_the_runs_it_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = allama_engine::driver::now_ms();
+        let early = format!("r{:011x}0001000000000000", now + 1000);
+        let late = format!("r{:011x}0001000000000000", now + 9000);
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            s.put_summary(&running(&early)).unwrap();
+            s.put_summary(&running(&late)).unwrap();
+            assert!(markers(&s).is_empty());
+            // Five seconds on: the mark passes `early`, not `late`.
+            s.young.advance(now + 1000 + YOUNG_MS + 5000).unwrap();
+            assert_eq!(markers(&s), [early.clone()]);
+            assert_eq!(s.active().unwrap(), [early.clone(), late.clone()]);
+            // A mark never moves back.
+            s.young.advance(now).unwrap();
+            assert_eq!(s.young.lock().mark, mark_at(now + 1000 + 5000));
+            s.sync_now().unwrap();
+        }
+        // Reopened: `early` is found by its marker (below the written mark),
+        // `late` by the scan above it.
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.young.lock().mark, mark_at(now + 6000));
+        assert_eq!(s.active().unwrap(), [early.clone(), late.clone()]);
+        let mut done = running(&early);
+        done.status = "succeeded".into();
+        s.put_summary(&done).unwrap();
+        assert!(markers(&s).is_empty());
+        assert_eq!(s.active().unwrap(), [late]);
     }
 }

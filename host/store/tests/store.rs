@@ -313,9 +313,19 @@ async fn a_version_2_store_is_migrated() {
     let s = SledStore::open(dir.path()).expect("migrates");
     let n = |i: u64| format!("{{\"n\":{i}}}").into_bytes();
     assert_eq!(s.history("r1").unwrap(), [n(0), n(1), n(2)]);
-    // The running run's entry moved to `active`; the finished one stayed.
+    // Version 4: the running run's entry is in `runs`, with a marker in
+    // `active` (version 3 had moved it to `active`).
     let runs = s.db().open_tree("runs").unwrap();
-    assert!(runs.get("r1").unwrap().is_none());
+    assert!(runs.get("r1").unwrap().is_some());
+    assert_eq!(
+        s.db()
+            .open_tree("active")
+            .unwrap()
+            .get("r1")
+            .unwrap()
+            .as_deref(),
+        Some(&[][..])
+    );
     drop(runs);
     assert_eq!(s.summary("r1").unwrap().unwrap().status, "running");
     assert_eq!(s.summary("r0").unwrap().unwrap().status, "succeeded");
@@ -328,12 +338,13 @@ async fn a_version_2_store_is_migrated() {
     s.append("r1", 3, &[n(3), n(4)]).unwrap();
     s.commit().await.unwrap();
     assert_eq!(s.active().unwrap(), ["r1"]);
-    assert_eq!(schema_version(&s), 3u32.to_be_bytes());
+    assert_eq!(schema_version(&s), 4u32.to_be_bytes());
     drop(s);
     let s = SledStore::open(dir.path()).expect("reopens");
     assert_eq!(s.history("r1").unwrap(), (0..5).map(n).collect::<Vec<_>>());
+    assert_eq!(s.active().unwrap(), ["r1"]);
     // Older code must not misread grouped values: it finds a newer version.
-    assert_eq!(allama_store::SCHEMA_VERSION, 3);
+    assert_eq!(allama_store::SCHEMA_VERSION, 4);
 }
 
 /// A grouped history value that was cut short or overlaps the next append
@@ -441,4 +452,98 @@ fn a_runs_entry_moves_when_it_ends_and_the_end_wins() {
         .runs_in("", &allama_store::RunFilter::default(), 10)
         .unwrap();
     assert_eq!(listed.len(), 3);
+}
+
+/// A version-3 store: running runs' summaries in `active`, finished ones in
+/// `runs`, and one run caught between its two end writes (both entries).
+#[test]
+fn a_version_3_store_is_migrated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let db = store_of_version(dir.path(), 3);
+        let active = db.open_tree("active").unwrap();
+        let runs = db.open_tree("runs").unwrap();
+        for (id, status) in [("r1", "running"), ("r3", "running")] {
+            active
+                .insert(id, serde_json::to_vec(&summary(id, status, 1)).unwrap())
+                .unwrap();
+        }
+        for (id, status) in [("r2", "succeeded"), ("r3", "failed")] {
+            runs.insert(id, serde_json::to_vec(&summary(id, status, 1)).unwrap())
+                .unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let s = SledStore::open(dir.path()).expect("migrates");
+    assert_eq!(schema_version(&s), 4u32.to_be_bytes());
+    assert_eq!(s.active().unwrap(), ["r1"]);
+    let status = |id: &str| s.summary(id).unwrap().unwrap().status;
+    assert_eq!(status("r1"), "running");
+    assert_eq!(status("r2"), "succeeded");
+    assert_eq!(status("r3"), "failed", "the end wins");
+    let active = s.db().open_tree("active").unwrap();
+    assert_eq!(active.iter().keys().count(), 1);
+    assert!(active.get("r1").unwrap().unwrap().is_empty());
+    // The migration is idempotent: migrating again changes nothing.
+    drop(active);
+    drop(s);
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("schema_version", &3u32.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let s = SledStore::open(dir.path()).expect("migrates again");
+    assert_eq!(s.active().unwrap(), ["r1"]);
+    assert_eq!(s.summaries(10).unwrap().len(), 3);
+}
+
+/// Runs that finish young never touch `active`, a restart finds the
+/// unfinished ones above the mark, and a run whose id sorts below the mark
+/// is marked at once. (Moving the mark is tested beside the code.)
+#[tokio::test]
+async fn young_runs_skip_the_active_tree_and_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = allama_engine::driver::now_ms();
+    let id_at = |ms: u64, n: u32| format!("r{ms:011x}{n:04x}000000000000");
+    // Ids a minute ahead stay above the mark through the whole test.
+    let (quick, slow) = (id_at(now + 60_000, 1), id_at(now + 60_000, 2));
+    let active_keys = |s: &SledStore| -> Vec<String> {
+        s.db()
+            .open_tree("active")
+            .unwrap()
+            .iter()
+            .keys()
+            .map(|k| String::from_utf8(k.unwrap().to_vec()).unwrap())
+            .collect()
+    };
+    {
+        let s = SledStore::open(dir.path()).expect("opens");
+        for id in [&quick, &slow] {
+            s.put_summary(&summary(id, "running", now)).unwrap();
+        }
+        s.put_summary(&summary(&quick, "succeeded", now)).unwrap();
+        s.commit().await.unwrap();
+        assert!(active_keys(&s).is_empty(), "young runs have no markers");
+        assert_eq!(s.active().unwrap(), [slow.clone()]);
+        assert_eq!(s.summary(&slow).unwrap().unwrap().status, "running");
+        assert_eq!(s.summaries(10).unwrap().len(), 2);
+    }
+    let s = SledStore::open(dir.path()).expect("reopens");
+    assert_eq!(s.active().unwrap(), [slow.clone()]);
+    let old_child = format!("{}~1", id_at(now - 3_600_000, 0));
+    s.put_summary(&summary(&old_child, "running", now)).unwrap();
+    assert_eq!(active_keys(&s), [old_child.clone()]);
+    assert_eq!(s.active().unwrap(), [old_child.clone(), slow.clone()]);
+    s.put_summary(&summary(&slow, "failed", now)).unwrap();
+    s.put_summary(&summary(&old_child, "succeeded", now))
+        .unwrap();
+    assert!(s.active().unwrap().is_empty());
+    assert!(active_keys(&s).is_empty(), "markers are removed at the end");
+    drop(s);
+    let s = SledStore::open(dir.path()).expect("reopens");
+    assert!(s.active().unwrap().is_empty());
+    assert_eq!(s.summary(&slow).unwrap().unwrap().status, "failed");
 }
