@@ -446,26 +446,6 @@ impl Young {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A run started: marked at once if its id is below the mark.
-    fn started(&self, run: &str) -> Result<(), StoreError> {
-        let mut st = self.lock();
-        if run.as_bytes() < st.mark.as_slice() {
-            self.active.insert(run.as_bytes(), &[]).map_err(io)?;
-        } else {
-            st.runs.insert(run.to_string());
-        }
-        Ok(())
-    }
-
-    /// A run finished (its `runs` entry says so already).
-    fn finished(&self, run: &str) -> Result<(), StoreError> {
-        let mut st = self.lock();
-        if !st.runs.remove(run) {
-            self.active.remove(run.as_bytes()).map_err(io)?;
-        }
-        Ok(())
-    }
-
     /// Moves the mark up to [`YOUNG_MS`] before `now`: markers first, the
     /// mark last. Runs before every sync.
     fn advance(&self, now: u64) -> Result<(), String> {
@@ -696,10 +676,21 @@ impl RunStore for SledStore {
 
     fn put_summary(&self, summary: &RunSummary) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(summary).map_err(io)?;
-        // Every run's entry is in `runs`; a run's start adds it (and its
-        // scope entry), its end rewrites it. Only runs that outlive
-        // YOUNG_MS also get a marker in `active`.
-        let known = self.runs.insert(summary.id.as_bytes(), bytes).map_err(io)?;
+        let id = summary.id.as_bytes();
+        // Held throughout, so the mark cannot pass this run between its
+        // entry and its marker (`Young::advance` takes it too).
+        let mut young = self.young.lock();
+        let below_mark = id < young.mark.as_slice();
+        let running = summary.status == "running";
+        if running && below_mark && self.young.active.get(id).map_err(io)?.is_none() {
+            // A run that starts below the mark (a child of an older run, a
+            // clock set back): its marker first, so an entry below the
+            // mark never goes without one.
+            self.young.active.insert(id, &[]).map_err(io)?;
+        }
+        // Every run's entry is in `runs`: a run's start adds it (and its
+        // scope entry), its end rewrites it in place.
+        let known = self.runs.insert(id, bytes).map_err(io)?;
         if known.is_none() {
             // Indexed with the run's first summary (a run keeps its
             // playbook; version-1 stores are indexed by their migration).
@@ -708,15 +699,15 @@ impl RunStore for SledStore {
                 .map_err(io)?;
         }
         let was_running = known.as_deref().is_some_and(is_running);
-        if summary.status == "running" {
-            if !was_running {
-                self.young.started(&summary.id)?;
+        if running {
+            if !was_running && !below_mark {
+                young.runs.insert(summary.id.clone());
             }
         } else {
             // The end first (above): a crash before the marker's removal
             // leaves both, and the finished entry wins.
-            if was_running {
-                self.young.finished(&summary.id)?;
+            if was_running && !young.runs.remove(&summary.id) {
+                self.young.active.remove(id).map_err(io)?;
             }
             // Finished: its history is extended no more, or read back if it is.
             self.tails
@@ -724,6 +715,7 @@ impl RunStore for SledStore {
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&summary.id);
         }
+        drop(young);
         self.committer.dirty();
         Ok(())
     }
