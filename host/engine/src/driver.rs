@@ -430,7 +430,18 @@ pub fn new_run_id() -> String {
     let _ = getrandom::fill(&mut r);
     static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("r{:011x}{:04x}{}", now_ms(), n & 0xffff, hex::encode(r))
+    format!(
+        "{}{:04x}{}",
+        first_run_id_at(now_ms()),
+        n & 0xffff,
+        hex::encode(r)
+    )
+}
+
+/// The smallest id [`new_run_id`] gives at `ms` (and after): ids sort by
+/// the time they were made, so a store can find the runs made since then.
+pub fn first_run_id_at(ms: u64) -> String {
+    format!("r{ms:011x}")
 }
 
 /// Whether `id` has the shape [`new_run_id`] gives (a chosen id is never a

@@ -1087,3 +1087,22 @@ async fn a_running_step_is_in_the_history_before_it_ends() {
     assert!(stuck.calls_for("b").is_empty());
     e.shutdown().await;
 }
+
+/// The store's active mark relies on this: an id made at or after a time
+/// sorts at or above `first_run_id_at` of that time, and below that of
+/// any later millisecond only if it was made before it.
+#[test]
+fn run_ids_sort_by_the_time_they_were_made() {
+    use allama_engine::driver::{first_run_id_at, new_run_id, now_ms};
+    let before = now_ms();
+    let ids: Vec<String> = (0..100).map(|_| new_run_id()).collect();
+    let after = now_ms();
+    for id in &ids {
+        assert!(id.as_str() >= first_run_id_at(before).as_str(), "{id}");
+        assert!(id.as_str() < first_run_id_at(after + 1).as_str(), "{id}");
+    }
+    // A child run's id sorts right after its parent's, below a later mark.
+    let child = format!("{}~1", ids[0]);
+    assert!(child.as_str() < first_run_id_at(after + 1).as_str());
+    assert!(first_run_id_at(before) < first_run_id_at(before + 1));
+}

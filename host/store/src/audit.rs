@@ -214,11 +214,17 @@ impl AuditLog {
     pub fn write_heads(&self) -> Result<(), AuditError> {
         let mut heads = self.heads.lock().unwrap_or_else(|e| e.into_inner());
         for (ws, h) in heads.iter_mut().filter(|(_, h)| h.pending) {
-            let mut head = h.seq.to_be_bytes().to_vec();
-            head.extend_from_slice(&h.hash);
-            self.tree.insert(head_key(ws), head)?;
+            self.put_head(ws, h)?;
             h.pending = false;
         }
+        Ok(())
+    }
+
+    /// Writes a chain's head: its last seq (u64 big-endian), then its hash.
+    fn put_head(&self, ws: &str, h: &Head) -> Result<(), AuditError> {
+        let mut value = h.seq.to_be_bytes().to_vec();
+        value.extend_from_slice(&h.hash);
+        self.tree.insert(head_key(ws), value)?;
         Ok(())
     }
 
@@ -297,19 +303,15 @@ impl AuditLog {
             self.tree.insert(record_key(workspace, seq), value)?;
             prev = hash;
         }
+        let head = Head {
+            seq,
+            hash: prev,
+            pending: self.deferred,
+        };
         if !self.deferred {
-            let mut head = seq.to_be_bytes().to_vec();
-            head.extend_from_slice(&prev);
-            self.tree.insert(head_key(workspace), head)?;
+            self.put_head(workspace, &head)?;
         }
-        heads.insert(
-            workspace.to_string(),
-            Head {
-                seq,
-                hash: prev,
-                pending: self.deferred,
-            },
-        );
+        heads.insert(workspace.to_string(), head);
         Ok(seq)
     }
 
@@ -553,7 +555,7 @@ mod tests {
         assert_eq!(after_crash.append("soc", &[entry("b", 4)]).unwrap(), 4);
         assert_eq!(after_crash.verify("soc").unwrap().records, 4);
         // A backup writes held-back heads before it reads the trees.
-        let (dir2, _) = (tempfile::tempdir().unwrap(), ());
+        let dir2 = tempfile::tempdir().unwrap();
         let store2 = crate::SledStore::open(dir2.path()).unwrap();
         let log2 = AuditLog::open_for(&store2).unwrap();
         log2.append("ir", &[entry("x", 1), entry("x", 2)]).unwrap();

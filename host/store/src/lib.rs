@@ -218,18 +218,7 @@ impl SledStore {
             dir: dir.to_path_buf(),
             message: format!("reading the runs above the active mark: {e}"),
         })?);
-        {
-            let young = Arc::downgrade(&young);
-            committer
-                .hooks
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(Box::new(move || match young.upgrade() {
-                    Some(y) => y.advance(allama_engine::driver::now_ms()),
-                    None => Ok(()),
-                }));
-        }
-        Ok(Self {
+        let store = Self {
             history: gated.open_tree("history").map_err(sled_err)?,
             tails: Mutex::default(),
             runs,
@@ -248,7 +237,14 @@ impl SledStore {
             committer,
             commit_thread: Some(commit_thread),
             dir: dir.to_path_buf(),
-        })
+        };
+        // Before every sync: young runs the mark passes get their markers.
+        let young = Arc::downgrade(&store.young);
+        store.before_sync(Box::new(move || match young.upgrade() {
+            Some(y) => y.advance(allama_engine::driver::now_ms()),
+            None => Ok(()),
+        }));
+        Ok(store)
     }
 
     /// The data directory.
@@ -395,7 +391,7 @@ fn migrate_3_to_4(runs: &sled::Tree, active: &sled::Tree) -> Result<(), String> 
 
 /// The active mark for time `ms`: the smallest id a run started then has.
 fn mark_at(ms: u64) -> Vec<u8> {
-    format!("r{ms:011x}").into_bytes()
+    allama_engine::driver::first_run_id_at(ms).into_bytes()
 }
 
 /// Unfinished runs: markers in `active` below the mark, and in memory the
@@ -952,6 +948,10 @@ mod tests {
         }
     }
 
+    fn mark_at_str(ms: u64) -> String {
+        allama_engine::driver::first_run_id_at(ms)
+    }
+
     fn markers(s: &SledStore) -> Vec<String> {
         s.gated
             .open_tree("active")
@@ -968,8 +968,8 @@ mod tests {
     fn moving_the_mark_marks_the_runs_it_passes() {
         let dir = tempfile::tempdir().unwrap();
         let now = allama_engine::driver::now_ms();
-        let early = format!("r{:011x}0001000000000000", now + 1000);
-        let late = format!("r{:011x}0001000000000000", now + 9000);
+        let early = format!("{}0001000000000000", mark_at_str(now + 1000));
+        let late = format!("{}0001000000000000", mark_at_str(now + 9000));
         {
             let s = SledStore::open(dir.path()).unwrap();
             s.put_summary(&running(&early)).unwrap();

@@ -507,7 +507,12 @@ fn a_version_3_store_is_migrated() {
 async fn young_runs_skip_the_active_tree_and_survive_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let now = allama_engine::driver::now_ms();
-    let id_at = |ms: u64, n: u32| format!("r{ms:011x}{n:04x}000000000000");
+    let id_at = |ms: u64, n: u32| {
+        format!(
+            "{}{n:04x}000000000000",
+            allama_engine::driver::first_run_id_at(ms)
+        )
+    };
     // Ids a minute ahead stay above the mark through the whole test.
     let (quick, slow) = (id_at(now + 60_000, 1), id_at(now + 60_000, 2));
     let active_keys = |s: &SledStore| -> Vec<String> {

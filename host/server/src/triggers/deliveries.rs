@@ -68,15 +68,12 @@ pub struct Deliveries {
 }
 
 /// The state of the sweep that forgets expired ids.
-#[derive(Default)]
 enum Sweep {
     /// Under way: the next slice starts after this key.
     After(Vec<u8>),
-    /// Done; the next one starts at this time (ms).
+    /// Resting; the next sweep starts at this time (ms). A process starts
+    /// with `Idle(0)`: its first sweep at once.
     Idle(u64),
-    /// None yet in this process: the first starts at once.
-    #[default]
-    NotStarted,
 }
 
 fn key(ws: &str, playbook: &str, id: &str) -> Vec<u8> {
@@ -112,7 +109,7 @@ impl Deliveries {
             ids: db.open_tree("webhook_deliveries")?,
             retention_ms,
             boot: new_boot(),
-            sweep: Default::default(),
+            sweep: std::sync::Mutex::new(Sweep::Idle(0)),
             slice: SWEEP_SLICE,
         })
     }
@@ -202,11 +199,11 @@ impl Deliveries {
         let mut sweep = self.sweep.lock().unwrap_or_else(|e| e.into_inner());
         let iter = match &*sweep {
             Sweep::Idle(at) if now < *at => return Ok(0),
+            Sweep::Idle(_) => self.ids.iter(),
             Sweep::After(k) => self.ids.range::<&[u8], _>((
                 std::ops::Bound::Excluded(k.as_slice()),
                 std::ops::Bound::Unbounded,
             )),
-            _ => self.ids.iter(),
         };
         let cutoff = now.saturating_sub(self.retention_ms);
         let (mut read, mut forgot) = (0, 0);
